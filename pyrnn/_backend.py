@@ -1,0 +1,126 @@
+"""Backend registry and resolution.
+
+A backend is a module with the reference's function table (``<cell>_forward``,
+``<cell>_backward``, ``<cell>_workspace_len`` for rnn, lstm and gru), optionally an
+``empty(n, dtype)`` that allocates a workspace where the backend wants it, and ``info()``.
+The order of choice: the ``backend=`` argument, then ``PYRNN_BACKEND``, then ``"auto"``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import warnings
+from types import ModuleType
+
+import numpy as np
+
+from ._errors import BackendUnavailableError
+
+_MODULES = {"c": "pyrnn._c", "numpy": "pyrnn.ref", "cuda": "pyrnn.cuda"}
+_HOW_TO_GET = {
+    "c": "reinstall pyrnn where a C compiler is available (`pip install --force-reinstall "
+         "--no-binary pyrnn pyrnn`, or `pip install .` from a checkout)",
+    "numpy": "install numpy",
+    "cuda": 'install the CUDA extra (`pip install "pyrnn[cuda]"`) on a machine with an NVIDIA GPU, '
+            "or set NUMBA_ENABLE_CUDASIM=1 to use Numba's simulator",
+}
+_loaded: dict[str, ModuleType] = {}
+_failures: dict[str, str] = {}
+_warned_numpy_fallback = False
+
+
+class Backend:
+    """One backend's function table, looked up by name: ``be.lstm_forward(...)``."""
+
+    def __init__(self, name: str, module: ModuleType):
+        self.name = name
+        self.module = module
+
+    def __getattr__(self, attr):
+        return getattr(self.module, attr)
+
+    def empty(self, n: int, dtype) -> np.ndarray:
+        """A 1-D workspace of ``n`` elements, allocated where the backend computes."""
+        alloc = getattr(self.module, "empty", None)
+        return alloc(n, dtype) if alloc is not None else np.empty(n, dtype=dtype)
+
+    def __repr__(self):
+        return f"Backend({self.name!r})"
+
+
+def _load(name: str) -> ModuleType | None:
+    if name in _loaded:
+        return _loaded[name]
+    if name in _failures:
+        return None
+    try:
+        module = importlib.import_module(_MODULES[name])
+        check = getattr(module, "check_available", None)
+        if check is not None:
+            check()
+    except Exception as exc:  # any import or availability failure means "not here"
+        _failures[name] = f"{type(exc).__name__}: {exc}"
+        return None
+    _loaded[name] = module
+    return module
+
+
+def available_backends() -> list[str]:
+    """Names of the backends that can run here, fastest first."""
+    return [name for name in ("cuda", "c", "numpy") if _load(name) is not None]
+
+
+def _is_device_array(a) -> bool:
+    return hasattr(a, "__cuda_array_interface__")
+
+
+def resolve(name: str | None, arrays=()) -> Backend:
+    """The backend for a call: ``name``, else $PYRNN_BACKEND, else auto for these ``arrays``."""
+    global _warned_numpy_fallback
+    if name in (None, "auto"):
+        name = os.environ.get("PYRNN_BACKEND", "auto") or "auto"
+    if name not in ("auto", *_MODULES):
+        raise ValueError(f"backend: expected one of 'auto', 'c', 'numpy', 'cuda', got {name!r}")
+    if name != "auto":
+        module = _load(name)
+        if module is None:
+            raise BackendUnavailableError(
+                f"backend {name!r} is not available ({_failures.get(name)}); to get it, "
+                f"{_HOW_TO_GET[name]}")
+        return Backend(name, module)
+    if any(_is_device_array(a) for a in arrays if a is not None) and _load("cuda") is not None:
+        return Backend("cuda", _loaded["cuda"])
+    if _load("c") is not None:
+        return Backend("c", _loaded["c"])
+    if not _warned_numpy_fallback:
+        warnings.warn(
+            f"pyrnn: the C extension is not available ({_failures.get('c')}); running on the "
+            f"slow NumPy reference. To fix: {_HOW_TO_GET['c']}.", RuntimeWarning, stacklevel=3)
+        _warned_numpy_fallback = True
+    return Backend("numpy", _load("numpy"))
+
+
+def backend_info() -> dict:
+    """What is here: the backend auto picks for host arrays, and each backend's details."""
+    names = available_backends()
+    info: dict = {
+        "auto": "c" if "c" in names else "numpy",
+        "available": names,
+        "numpy_version": np.__version__,
+    }
+    for name in names:
+        details = getattr(_loaded[name], "info", None)
+        if details is not None:
+            info[name] = details()
+    info["unavailable"] = {name: why for name, why in _failures.items()}
+    return info
+
+
+def set_num_threads(n: int) -> None:
+    """Threads the C kernels use (also settable with $PYRNN_NUM_THREADS)."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"set_num_threads: expected a positive int, got {n!r}")
+    module = _load("c")
+    if module is not None:
+        module.set_num_threads(int(n))

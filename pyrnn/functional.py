@@ -1,0 +1,155 @@
+"""Stacks of recurrent layers over any backend's per-cell function table.
+
+A backend runs one layer x one direction x T steps (``<cell>_forward`` / ``<cell>_backward``);
+this module composes layers, directions (the reverse one is ``reverse=True`` on the same input)
+and inter-layer dropout, forward and backward. All arrays here are time-major and validated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._backend import Backend
+
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """Which cell and its variant flags (``relu`` for rnn, ``reset_after`` for gru)."""
+
+    kind: str
+    flags: tuple[tuple[str, bool], ...] = ()
+
+    @property
+    def gates(self) -> int:
+        return GATES[self.kind]
+
+    @property
+    def has_cell_state(self) -> bool:
+        return self.kind == "lstm"
+
+    def workspace_len(self, be: Backend, T: int, B: int, I: int, H: int, training: bool) -> int:
+        fn = getattr(be, f"{self.kind}_workspace_len")
+        if self.kind == "gru":
+            return fn(T, B, I, H, training, dict(self.flags)["reset_after"])
+        return fn(T, B, I, H, training)
+
+    def forward(self, be: Backend, x, h0, c0, weights, lengths, workspace, reverse, training):
+        states = (h0, c0) if self.has_cell_state else (h0,)
+        fn = getattr(be, f"{self.kind}_forward")
+        return fn(x, *states, *weights, lengths, workspace, reverse=reverse, training=training,
+                  **dict(self.flags))
+
+    def backward(self, be: Backend, x, h0, c0, weights, lengths, dy, dh_n, dc_n, workspace,
+                 reverse):
+        states = (h0, c0) if self.has_cell_state else (h0,)
+        grads_n = (dh_n, dc_n) if self.has_cell_state else (dh_n,)
+        fn = getattr(be, f"{self.kind}_backward")
+        return fn(x, *states, *weights, lengths, dy, *grads_n, workspace, reverse=reverse,
+                  **dict(self.flags))
+
+
+@dataclass
+class _Saved:
+    """What one layer-direction's backward needs from its forward."""
+
+    x: np.ndarray
+    h0: np.ndarray | None
+    c0: np.ndarray | None
+    workspace: np.ndarray
+
+
+@dataclass
+class StackContext:
+    """Everything stack_backward needs; made by stack_forward(training=True)."""
+
+    spec: CellSpec
+    backend: Backend
+    weights: list
+    lengths: np.ndarray | None
+    shape: tuple[int, int, int]  # T, B, H
+    dtype: np.dtype
+    saved: list = field(default_factory=list)  # [layer][direction] -> _Saved
+    masks: list = field(default_factory=list)  # [layer] -> dropout mask after it, or None
+
+
+def stack_forward(spec: CellSpec, be: Backend, weights, x, h0, c0, lengths, *, training: bool,
+                  dropout: float = 0.0, rng: np.random.Generator | None = None):
+    """Run ``len(weights)`` layers of ``len(weights[0])`` directions over ``x``.
+
+    weights: [layer][direction] -> (w_ih, w_hh, b_ih, b_hh); x: [T,B,I]; h0, c0: [L*D,B,H] or
+    None; lengths: [B] int64 or None. Returns out [T,B,D*H], h_n [L*D,B,H], c_n (or None) and a
+    StackContext when ``training`` (else None). Dropout (training only) follows every layer but
+    the last.
+    """
+    T, B, _ = x.shape
+    L, D = len(weights), len(weights[0])
+    H = weights[0][0][1].shape[1]
+    h_n = np.empty((L * D, B, H), dtype=x.dtype)
+    c_n = np.empty((L * D, B, H), dtype=x.dtype) if spec.has_cell_state else None
+    ctx = StackContext(spec, be, weights, lengths, (T, B, H), x.dtype) if training else None
+    layer_in = x
+    for layer in range(L):
+        outs, saved = [], []
+        for direction in range(D):
+            k = layer * D + direction
+            h0_k = None if h0 is None else h0[k]
+            c0_k = None if c0 is None else c0[k]
+            I = layer_in.shape[2]
+            workspace = be.empty(spec.workspace_len(be, T, B, I, H, training), x.dtype)
+            res = spec.forward(be, layer_in, h0_k, c0_k, weights[layer][direction], lengths,
+                               workspace, direction == 1, training)
+            outs.append(res[0])
+            h_n[k] = res[1]
+            if c_n is not None:
+                c_n[k] = res[2]
+            saved.append(_Saved(layer_in, h0_k, c0_k, workspace))
+        out = outs[0] if D == 1 else np.concatenate(outs, axis=2)
+        mask = None
+        if training and dropout > 0 and layer < L - 1:
+            mask = (rng.random(out.shape) >= dropout).astype(x.dtype) / x.dtype.type(1 - dropout)
+            out = out * mask
+        if ctx is not None:
+            ctx.saved.append(saved)
+            ctx.masks.append(mask)
+        layer_in = out
+    return layer_in, h_n, c_n, ctx
+
+
+def stack_backward(ctx: StackContext, grad_out, grad_h_n, grad_c_n):
+    """Gradients through a stack_forward(training=True) call.
+
+    grad_out: [T,B,D*H] (ignored past each length); grad_h_n, grad_c_n: [L*D,B,H] or None.
+    Returns dx [T,B,I], dh0 [L*D,B,H], dc0 (or None), grads [layer][direction] ->
+    (dw_ih, dw_hh, db_ih, db_hh).
+    """
+    spec, be = ctx.spec, ctx.backend
+    T, B, H = ctx.shape
+    L, D = len(ctx.weights), len(ctx.weights[0])
+    dh0 = np.empty((L * D, B, H), dtype=ctx.dtype)
+    dc0 = np.empty((L * D, B, H), dtype=ctx.dtype) if spec.has_cell_state else None
+    grads = [[None] * D for _ in range(L)]
+    d_out = grad_out
+    for layer in reversed(range(L)):
+        if ctx.masks[layer] is not None:
+            d_out = d_out * ctx.masks[layer]
+        d_in = None
+        for direction in range(D):
+            k = layer * D + direction
+            s = ctx.saved[layer][direction]
+            dy = np.ascontiguousarray(d_out[:, :, direction * H : (direction + 1) * H])
+            dh_n = None if grad_h_n is None else grad_h_n[k]
+            dc_n = None if grad_c_n is None else grad_c_n[k]
+            res = spec.backward(be, s.x, s.h0, s.c0, ctx.weights[layer][direction], ctx.lengths,
+                                dy, dh_n, dc_n, s.workspace, direction == 1)
+            dx = res[0]
+            dh0[k] = res[1]
+            if dc0 is not None:
+                dc0[k] = res[2]
+            grads[layer][direction] = tuple(res[-4:])
+            d_in = dx if d_in is None else d_in + dx
+        d_out = d_in
+    return d_out, dh0, dc0, grads

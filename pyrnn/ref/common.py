@@ -1,0 +1,69 @@
+"""Activations, their derivatives from the output, and workspace carving.
+
+The NumPy counterpart of ``csrc/common.h``. Derivatives are written in terms of the activation's
+output (``y``), because that is what the forward pass keeps in the workspace.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Logistic function, computed without overflow for large ``|x|``."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
+
+
+def tanh(x: np.ndarray) -> np.ndarray:
+    return np.tanh(x)
+
+
+def relu(x: np.ndarray) -> np.ndarray:
+    return np.maximum(x, 0)
+
+
+def dsigmoid_from_output(y: np.ndarray) -> np.ndarray:
+    return y * (1 - y)
+
+
+def dtanh_from_output(y: np.ndarray) -> np.ndarray:
+    return 1 - y * y
+
+
+def drelu_from_output(y: np.ndarray) -> np.ndarray:
+    return (y > 0).astype(y.dtype)
+
+
+def step_order(T: int, reverse: bool) -> range:
+    """The order in which a direction visits the steps 0..T-1."""
+    return range(T - 1, -1, -1) if reverse else range(T)
+
+
+def valid_mask(lengths: np.ndarray | None, T: int, B: int) -> np.ndarray:
+    """[T,B,1] bool: step t is valid for sequence b iff t < lengths[b].
+
+    The same rule serves both directions: going forward a sequence stops updating after its last
+    valid step; going in reverse it keeps its initial state until its last valid step, where it
+    starts (PyTorch's packed-sequence semantics).
+    """
+    if lengths is None:
+        return np.ones((T, B, 1), dtype=bool)
+    return (np.arange(T)[:, None] < np.asarray(lengths)[None, :])[:, :, None]
+
+
+def carve(workspace: np.ndarray, shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
+    """Consecutive C-contiguous views of ``shapes`` taken from the front of a 1-D ``workspace``."""
+    need = sum(math.prod(s) for s in shapes)
+    if workspace.ndim != 1 or workspace.size < need:
+        raise ValueError(
+            f"workspace: expected a 1-D array of at least {need} elements, got shape {workspace.shape}"
+        )
+    views, offset = [], 0
+    for shape in shapes:
+        n = math.prod(shape)
+        views.append(workspace[offset : offset + n].reshape(shape))
+        offset += n
+    return views
