@@ -1,0 +1,39 @@
+"""Shared fixtures: the host backends every module-level test runs through."""
+
+import numpy as np
+import pytest
+
+import pyrnn
+
+HOST_BACKENDS = [b for b in pyrnn.available_backends() if b in ("c", "numpy")]
+
+# (cell kind, module class name, flags) for every cell and variant
+VARIANTS = [
+    ("rnn", "RNN", {"nonlinearity": "tanh"}),
+    ("rnn", "RNN", {"nonlinearity": "relu"}),
+    ("lstm", "LSTM", {}),
+    ("gru", "GRU", {"reset_after": True}),
+    ("gru", "GRU", {"reset_after": False}),
+]
+
+
+def variant_id(v):
+    kind, _, flags = v
+    return kind + "".join(f"-{k}={val}" for k, val in flags.items())
+
+
+@pytest.fixture(params=HOST_BACKENDS)
+def backend(request):
+    return request.param
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+def rel_err(a, b):
+    """Relative Frobenius error |a-b|/|b| (absolute when b is zero)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    nb = np.linalg.norm(b)
+    return np.linalg.norm(a - b) / (nb if nb > 0 else 1.0)
