@@ -25,7 +25,8 @@ def check_dtype(dtype) -> np.dtype:
 
 def check_size(name: str, value, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}: expected an int >= {minimum}, got {type(value).__name__} {value!r}")
+        raise TypeError(f"{name}: expected an int >= {minimum}, got "
+                        f"{type(value).__name__} {value!r}")
     if value < minimum:
         raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
     return int(value)

@@ -302,8 +302,8 @@ class _Cell(_Recurrent):
             c = _checks.check_state("hx[1] (c)", c, shape, self.dtype, what)
         else:
             h, c = _checks.check_state("hx", hx, shape, self.dtype, what), None
-        as_stack = (lambda a: None if a is None else a.reshape(1, B, H))
-        return arr.reshape(1, B, self.input_size), as_stack(h), as_stack(c), unbatched
+        h, c = (None if a is None else a.reshape(1, B, H) for a in (h, c))
+        return arr.reshape(1, B, self.input_size), h, c, unbatched
 
     def _run(self, x, hx, training):
         x, h0, c0, unbatched = self._prepare(x, hx)

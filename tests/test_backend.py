@@ -2,7 +2,6 @@
 
 import subprocess
 import sys
-import warnings
 
 import numpy as np
 import pytest
@@ -62,7 +61,8 @@ def test_set_num_threads_validates():
 
 
 def test_importing_pyrnn_imports_neither_torch_nor_numba():
-    code = "import sys, pyrnn; pyrnn.GRU(2, 2); print('torch' in sys.modules, 'numba' in sys.modules)"
+    code = ("import sys, pyrnn; pyrnn.GRU(2, 2); "
+            "print('torch' in sys.modules, 'numba' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
 

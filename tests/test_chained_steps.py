@@ -55,7 +55,11 @@ def _chained(spec, be, x, h0, c0, w, lengths, reverse, dy, dh_n, dc_n):
     return (y, h) + ((c,) if lstm else ()), (dx, dh) + ((dc,) if lstm else ()) + tuple(dw)
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.kind + "".join(f"-{k}={v}" for k, v in s.flags))
+def _spec_id(spec):
+    return spec.kind + "".join(f"-{k}={v}" for k, v in spec.flags)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=_spec_id)
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 @pytest.mark.parametrize("lengths", [None, [5, 2, 4]], ids=["full", "lengths"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -47,14 +47,16 @@ def test_cell_function_gradients(variant, reverse, lengths, bias, rng):
     T, B, I, H, G = 4, 3, 2, 3, GATES[kind]
     lengths = None if lengths is None else np.array(lengths, dtype=np.int64)
     p = {"x": rng.standard_normal((T, B, I)), "h0": rng.standard_normal((B, H)),
-         "w_ih": rng.standard_normal((G * H, I)) * 0.6, "w_hh": rng.standard_normal((G * H, H)) * 0.6,
+         "w_ih": rng.standard_normal((G * H, I)) * 0.6,
+         "w_hh": rng.standard_normal((G * H, H)) * 0.6,
          "b_ih": rng.standard_normal(G * H) if bias else None,
          "b_hh": rng.standard_normal(G * H) if bias else None}
     if kind == "lstm":
         p["c0"] = rng.standard_normal((B, H))
     names = ["x", "h0"] + (["c0"] if kind == "lstm" else []) + ["w_ih", "w_hh", "b_ih", "b_hh"]
     n_out = 3 if kind == "lstm" else 2
-    douts = [rng.standard_normal((T, B, H))] + [rng.standard_normal((B, H)) for _ in range(n_out - 1)]
+    douts = [rng.standard_normal((T, B, H))]
+    douts += [rng.standard_normal((B, H)) for _ in range(n_out - 1)]
     fwd, bwd = getattr(ref, f"{kind}_forward"), getattr(ref, f"{kind}_backward")
     wl = getattr(ref, f"{kind}_workspace_len")
     ws_len = wl(T, B, I, H, True, flags["reset_after"]) if kind == "gru" else wl(T, B, I, H, True)
@@ -172,25 +174,26 @@ def test_dropout_is_applied_in_training_only_and_its_gradient_is_right(rng):
     assert rel_err(grads["weight_hh_l0"], numeric_grad(loss, w)) < TOL
 
 
-def test_cell_gradients(rng):
-    for cls in (pyrnn.RNNCell, pyrnn.LSTMCell, pyrnn.GRUCell):
-        cell = cls(3, 2, dtype=np.float64, backend="numpy", seed=1)
-        x = rng.standard_normal((2, 3))
-        lstm = cls is pyrnn.LSTMCell
-        h = rng.standard_normal((2, 2))
-        c = rng.standard_normal((2, 2)) if lstm else None
-        gh = rng.standard_normal((2, 2))
-        gc = rng.standard_normal((2, 2)) if lstm else None
+@pytest.mark.parametrize("cls", [pyrnn.RNNCell, pyrnn.LSTMCell, pyrnn.GRUCell],
+                         ids=lambda c: c.__name__)
+def test_cell_gradients(cls, rng):
+    cell = cls(3, 2, dtype=np.float64, backend="numpy", seed=1)
+    x = rng.standard_normal((2, 3))
+    lstm = cls is pyrnn.LSTMCell
+    h = rng.standard_normal((2, 2))
+    c = rng.standard_normal((2, 2)) if lstm else None
+    gh = rng.standard_normal((2, 2))
+    gc = rng.standard_normal((2, 2)) if lstm else None
 
-        def loss():
-            s = cell(x, (h, c) if lstm else h)
-            return (s[0] * gh).sum() + (s[1] * gc).sum() if lstm else (s * gh).sum()
+    def loss():
+        s = cell(x, (h, c) if lstm else h)
+        return (s[0] * gh).sum() + (s[1] * gc).sum() if lstm else (s * gh).sum()
 
-        _, ctx = cell.forward_train(x, (h, c) if lstm else h)
-        dx, dhx, grads = cell.backward(ctx, gh, gc) if lstm else cell.backward(ctx, gh)
-        assert rel_err(dx, numeric_grad(loss, x)) < TOL
-        assert rel_err(dhx[0] if lstm else dhx, numeric_grad(loss, h)) < TOL
-        if lstm:
-            assert rel_err(dhx[1], numeric_grad(loss, c)) < TOL
-        for name, p in cell.parameters().items():
-            assert rel_err(grads[name], numeric_grad(loss, p)) < TOL, (cls.__name__, name)
+    _, ctx = cell.forward_train(x, (h, c) if lstm else h)
+    dx, dhx, grads = cell.backward(ctx, gh, gc) if lstm else cell.backward(ctx, gh)
+    assert rel_err(dx, numeric_grad(loss, x)) < TOL
+    assert rel_err(dhx[0] if lstm else dhx, numeric_grad(loss, h)) < TOL
+    if lstm:
+        assert rel_err(dhx[1], numeric_grad(loss, c)) < TOL
+    for name, p in cell.parameters().items():
+        assert rel_err(grads[name], numeric_grad(loss, p)) < TOL, (cls.__name__, name)

@@ -55,12 +55,12 @@ def valid_mask(lengths: np.ndarray | None, T: int, B: int) -> np.ndarray:
 
 
 def carve(workspace: np.ndarray, shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
-    """Consecutive C-contiguous views of ``shapes`` taken from the front of a 1-D ``workspace``."""
+    """Consecutive C-contiguous views of ``shapes`` from the front of a 1-D ``workspace``."""
     need = sum(math.prod(s) for s in shapes)
     if workspace.ndim != 1 or workspace.size < need:
         raise ValueError(
-            f"workspace: expected a 1-D array of at least {need} elements, got shape {workspace.shape}"
-        )
+            f"workspace: expected a 1-D array of at least {need} elements, got shape "
+            f"{workspace.shape}")
     views, offset = [], 0
     for shape in shapes:
         n = math.prod(shape)
