@@ -84,3 +84,40 @@ def test_chained_single_steps_equal_one_call(backend, spec, reverse, lengths, dt
     for a, b in zip(full_fwd + full_bwd, chain_fwd + chain_bwd):
         assert a.dtype == dtype
         assert rel_err(a, b) < tol
+
+
+@pytest.mark.parametrize("name", ["RNN", "LSTM", "GRU"])
+def test_chained_cell_calls_equal_the_layer(backend, name):
+    """The public cells, chained by hand over T steps, against the one-layer module."""
+    import pyrnn
+
+    rng = np.random.default_rng(8)
+    layer = getattr(pyrnn, name)(3, 4, dtype=np.float64, backend=backend, seed=2)
+    cell = getattr(pyrnn, name + "Cell")(3, 4, dtype=np.float64, backend=backend)
+    cell.load_state_dict({k[: -len("_l0")]: v for k, v in layer.state_dict().items()})
+    lstm = name == "LSTM"
+    T, B = 4, 2
+    x = rng.standard_normal((T, B, 3))
+    g_out = rng.standard_normal((T, B, 4))
+    out, _, ctx = layer.forward_train(x)
+    dx, dhx, grads = layer.backward(ctx, g_out)
+
+    state, ctxs, hs = None, [], []
+    for t in range(T):
+        state, c = cell.forward_train(x[t], state)
+        ctxs.append(c)
+        hs.append(state[0] if lstm else state)
+    assert rel_err(np.stack(hs), out) < 1e-12
+    d_state, cell_dx, cell_grads = None, np.zeros_like(x), {}
+    for t in reversed(range(T)):
+        dh = g_out[t] + (0 if d_state is None else (d_state[0] if lstm else d_state))
+        dc = None if not lstm or d_state is None else d_state[1]
+        cell_dx[t], d_state, g = cell.backward(ctxs[t], dh, dc) if lstm else \
+            cell.backward(ctxs[t], dh)
+        for k, v in g.items():
+            cell_grads[k] = cell_grads.get(k, 0) + v
+    assert rel_err(cell_dx, dx) < 1e-12
+    for ours, theirs in zip(d_state if lstm else [d_state], dhx if lstm else [dhx]):
+        assert rel_err(ours, theirs[0]) < 1e-12
+    for k, v in cell_grads.items():
+        assert rel_err(v, grads[k + "_l0"]) < 1e-12, k
