@@ -1,0 +1,267 @@
+"""Drop-in subclasses of torch.nn.RNN, LSTM, GRU and their cells that run pyrnn's kernels.
+
+Same constructor (plus an optional ``backend=``), parameters, state_dict, ``forward`` and return
+values as the parent; forward and backward go through pyrnn (see ``_function``). What pyrnn
+cannot run (projections, dtypes other than float32/float64, devices other than CPU and CUDA,
+tracing and torch.compile) runs the parent's own forward after one warning per module and reason.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from .._backend import Backend, resolve
+from .._errors import BackendUnavailableError
+from ..functional import CellSpec
+from ._function import StackCall, StackFunction
+
+_SPECS = {
+    "RNN_TANH": CellSpec("rnn", (("relu", False),)),
+    "RNN_RELU": CellSpec("rnn", (("relu", True),)),
+    "LSTM": CellSpec("lstm"),
+    "GRU": CellSpec("gru", (("reset_after", True),)),  # PyTorch's GRU is the reset-after one
+}
+
+
+class FallbackWarning(UserWarning):
+    """A pyrnn.torch module ran its torch.nn parent's forward because pyrnn cannot run the call."""
+
+
+class _PyrnnModule:
+    """What layers and cells share: the backend choice, the fallback decision and its warning."""
+
+    backend: str | None = None  # None: $PYRNN_BACKEND, else auto
+    _pyrnn_warned: frozenset = frozenset()
+
+    def _init_backend(self, backend: str | None) -> None:
+        if backend is not None:
+            resolve(backend)  # fail at construction, not at the first call
+        self.backend = backend
+
+    def _backend_or_reason(self, data: torch.Tensor) -> tuple[Backend | None, str | None]:
+        """The backend for a call on ``data``, or why the parent's forward must run it."""
+        if torch.jit.is_scripting() or torch.jit.is_tracing():
+            return None, "TorchScript tracing or scripting records torch operations only"
+        if torch.compiler.is_compiling():
+            return None, "torch.compile cannot trace into pyrnn's kernels"
+        if data.dtype not in (torch.float32, torch.float64):
+            return None, f"dtype {data.dtype} (pyrnn runs float32 and float64)"
+        if data.device.type == "cpu":
+            return resolve(self.backend), None
+        if data.device.type == "cuda":
+            try:
+                return resolve(self.backend or "cuda"), None
+            except BackendUnavailableError as exc:
+                if self.backend is not None:
+                    raise
+                return None, str(exc)
+        return None, f"device {data.device.type!r} (pyrnn runs CPU and CUDA tensors)"
+
+    def _warn_fallback(self, reason: str) -> None:
+        if reason in self._pyrnn_warned:
+            return
+        self._pyrnn_warned = self._pyrnn_warned | {reason}
+        parent = next(c for c in type(self).__mro__ if c.__module__.startswith("torch."))
+        warnings.warn(f"pyrnn.torch.{type(self).__name__}: {reason}; running "
+                      f"torch.nn.{parent.__name__}'s own forward instead", FallbackWarning,
+                      stacklevel=3)
+
+    def _apply_stack(self, call: StackCall, x, h0, c0, weights):
+        """Run the autograd function; x [T,B,I], h0/c0 [L*D,B,H] or None, weights flat."""
+        tensors = [t for t in (x, h0, c0, *weights) if t is not None]
+        for t in tensors[1:]:
+            if t.dtype != x.dtype or t.device != x.device:
+                raise RuntimeError(f"pyrnn.torch.{type(self).__name__}: expected every state and "
+                                   f"weight as {x.dtype} on {x.device} like the input, got "
+                                   f"{t.dtype} on {t.device}")
+        return StackFunction.apply(call, *(None if t is None else t.contiguous()
+                                           for t in (x, h0, c0, *weights)))
+
+    def _needs_workspace(self, tensors) -> bool:
+        return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def _check_state_dims(states, dims: int, batched: bool) -> None:
+    """PyTorch's rule: batched input takes 3-D (cells: 2-D) states, unbatched one fewer."""
+    for k, s in enumerate(states):
+        if s is not None and s.dim() != dims:
+            kind = "batched" if batched else "unbatched"
+            name = "hx" if len(states) == 1 else f"hx[{k}]"
+            raise RuntimeError(f"For {kind} input, {name} should be {dims}-D but got "
+                               f"{s.dim()}-D tensor")
+
+
+class _Layer(_PyrnnModule):
+    """forward for RNN, LSTM and GRU (mixed in before the torch.nn parent)."""
+
+    def __init__(self, *args, backend: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._init_backend(backend)
+
+    def forward(self, input, hx=None):
+        packed = isinstance(input, PackedSequence)
+        backend, reason = self._backend_or_reason(input.data if packed else input)
+        if reason is None and self.proj_size > 0:
+            reason = "proj_size > 0 (LSTM projections are not in pyrnn)"
+        if reason is None and self.training and self.dropout == 1:
+            reason = "dropout=1 drops every activation"
+        if reason is not None:
+            self._warn_fallback(reason)
+            return super().forward(input, hx)
+        is_lstm = self.mode == "LSTM"
+        if packed:
+            # one unpacking to padded [T,B,I] in sorted order; pyrnn runs the lengths directly
+            x, lengths = pad_packed_sequence(PackedSequence(input.data, input.batch_sizes))
+            hx = None if hx is None else self.permute_hidden(hx, input.sorted_indices)
+            self._check_args(input.data, hx, input.batch_sizes)
+            batched = True
+        else:
+            x, hx, batched = self._as_batched(input, hx, is_lstm)
+            self._check_args(x, hx, None)
+            x = x.transpose(0, 1) if self.batch_first else x
+            lengths = None
+        h0, c0 = (None, None) if hx is None else (hx if is_lstm else (hx, None))
+        out, *state = self._run(backend, x, h0, c0, lengths)
+        hidden = tuple(state) if is_lstm else state[0]
+        if packed:
+            data = pack_padded_sequence(out, lengths).data
+            return (PackedSequence(data, input.batch_sizes, input.sorted_indices,
+                                   input.unsorted_indices),
+                    self.permute_hidden(hidden, input.unsorted_indices))
+        if not batched:
+            return out.squeeze(1), (tuple(s.squeeze(1) for s in hidden) if is_lstm
+                                    else hidden.squeeze(1))
+        return (out.transpose(0, 1) if self.batch_first else out), hidden
+
+    def _as_batched(self, input, hx, is_lstm):
+        if input.dim() not in (2, 3):
+            raise ValueError(f"{type(self).__name__}: Expected input to be 2D or 3D, got "
+                             f"{input.dim()}D instead")
+        batched = input.dim() == 3
+        states = (hx if is_lstm else (hx,)) if hx is not None else ()
+        _check_state_dims(states, 3 if batched else 2, batched)
+        if batched:
+            return input, hx, True
+        input = input.unsqueeze(0 if self.batch_first else 1)
+        if hx is not None:
+            hx = tuple(s.unsqueeze(1) for s in hx) if is_lstm else hx.unsqueeze(1)
+        return input, hx, False
+
+    def _check_args(self, input, hx, batch_sizes):
+        if hx is None:
+            self.check_input(input, batch_sizes)
+        else:
+            self.check_forward_args(input, hx, batch_sizes)
+
+    def _run(self, backend, x, h0, c0, lengths):
+        weights = [getattr(self, name) for name in self._flat_weights_names]
+        T = x.shape[0]
+        lengths = None if lengths is None or int(lengths[-1]) == T else lengths.numpy()
+        dropout = self.dropout if self.training and self.num_layers > 1 else 0.0
+        call = StackCall(_SPECS[self.mode], backend, self.num_layers,
+                         2 if self.bidirectional else 1, self.bias, lengths, dropout,
+                         self._needs_workspace((x, h0, c0, *weights)) or dropout > 0)
+        return self._apply_stack(call, x, h0, c0, weights)
+
+
+class _Cell(_PyrnnModule):
+    """forward for RNNCell, LSTMCell and GRUCell: one step through the same kernels."""
+
+    def __init__(self, *args, backend: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._init_backend(backend)
+
+    @property
+    def _mode(self) -> str:
+        if isinstance(self, nn.RNNCell):
+            return "RNN_RELU" if self.nonlinearity == "relu" else "RNN_TANH"
+        return "LSTM" if isinstance(self, nn.LSTMCell) else "GRU"
+
+    def forward(self, input, hx=None):
+        backend, reason = self._backend_or_reason(input)
+        if reason is not None:
+            self._warn_fallback(reason)
+            return super().forward(input, hx)
+        name, is_lstm = type(self).__name__, self._mode == "LSTM"
+        if input.dim() not in (1, 2):
+            raise ValueError(f"{name}: Expected input to be 1D or 2D, got {input.dim()}D "
+                             f"instead")
+        batched = input.dim() == 2
+        states = (hx if is_lstm else (hx,)) if hx is not None else (None, None)
+        _check_state_dims(states, 2 if batched else 1, batched)
+        x = input if batched else input.unsqueeze(0)
+        states = [s if s is None or batched else s.unsqueeze(0) for s in states]
+        B, H = x.shape[0], self.hidden_size
+        if x.shape[1] != self.input_size:
+            raise RuntimeError(f"{name}: input has inconsistent input_size: got {x.shape[1]} "
+                               f"expected {self.input_size}")
+        for s in states:
+            if s is not None and tuple(s.shape) != (B, H):
+                raise RuntimeError(f"{name}: expected hidden state of shape {[B, H]} for "
+                                   f"input batch {B}, got {list(s.shape)}")
+        h0, c0 = (states + [None])[:2]
+        weights = [self.weight_ih, self.weight_hh]
+        if self.bias:
+            weights += [self.bias_ih, self.bias_hh]
+        call = StackCall(_SPECS[self._mode], backend, 1, 1, self.bias, None, 0.0,
+                         self._needs_workspace((x, h0, c0, *weights)))
+        out, *state = self._apply_stack(call, x.unsqueeze(0),
+                                        None if h0 is None else h0.unsqueeze(0),
+                                        None if c0 is None else c0.unsqueeze(0), weights)
+        # h' is the step's output; the LSTM's c' is its final cell state
+        h, c = out[0], (state[1][0] if is_lstm else None)
+        if not batched:
+            h, c = h.squeeze(0), (None if c is None else c.squeeze(0))
+        return (h, c) if is_lstm else h
+
+
+class RNN(_Layer, nn.RNN):
+    """torch.nn.RNN (tanh or relu) running pyrnn's kernels."""
+
+
+class LSTM(_Layer, nn.LSTM):
+    """torch.nn.LSTM running pyrnn's kernels (proj_size > 0 falls back to the parent)."""
+
+
+class GRU(_Layer, nn.GRU):
+    """torch.nn.GRU running pyrnn's kernels (PyTorch's GRU is pyrnn's reset_after=True)."""
+
+
+class RNNCell(_Cell, nn.RNNCell):
+    """torch.nn.RNNCell running pyrnn's kernels."""
+
+
+class LSTMCell(_Cell, nn.LSTMCell):
+    """torch.nn.LSTMCell running pyrnn's kernels."""
+
+
+class GRUCell(_Cell, nn.GRUCell):
+    """torch.nn.GRUCell running pyrnn's kernels."""
+
+
+_REPLACEMENTS = {nn.RNN: RNN, nn.LSTM: LSTM, nn.GRU: GRU,
+                 nn.RNNCell: RNNCell, nn.LSTMCell: LSTMCell, nn.GRUCell: GRUCell}
+
+
+def convert(model: nn.Module, backend: str | None = None) -> nn.Module:
+    """Make every torch.nn.RNN/LSTM/GRU (and cell) inside ``model`` run pyrnn, in place.
+
+    Each module keeps its identity, parameters (the same Parameter objects, so an optimizer
+    made before stays valid), device, dtype, hooks and mode: only its class changes to the
+    drop-in. Subclasses of those classes are left alone (they may override forward).
+    ``backend`` names pyrnn's backend for the converted modules (None: $PYRNN_BACKEND, else
+    auto). Returns ``model``.
+    """
+    if backend is not None:
+        resolve(backend)
+    for module in model.modules():
+        drop_in = _REPLACEMENTS.get(type(module))
+        if drop_in is not None:
+            module.__class__ = drop_in
+        if isinstance(module, _PyrnnModule) and backend is not None:
+            module.backend = backend
+    return model

@@ -1,0 +1,352 @@
+"""pyrnn.torch against torch.nn: outputs, states and every gradient, for random configurations."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from torch import nn  # noqa: E402
+from torch.nn.utils.rnn import pack_padded_sequence  # noqa: E402
+
+import pyrnn  # noqa: E402
+import pyrnn.torch as pt  # noqa: E402
+
+CPU_BACKENDS = [b for b in pyrnn.available_backends() if b != "cuda"]
+LAYERS = {"rnn_tanh": (nn.RNN, pt.RNN, {"nonlinearity": "tanh"}),
+          "rnn_relu": (nn.RNN, pt.RNN, {"nonlinearity": "relu"}),
+          "lstm": (nn.LSTM, pt.LSTM, {}), "gru": (nn.GRU, pt.GRU, {})}
+CELLS = {"rnn_tanh": (nn.RNNCell, pt.RNNCell, {"nonlinearity": "tanh"}),
+         "rnn_relu": (nn.RNNCell, pt.RNNCell, {"nonlinearity": "relu"}),
+         "lstm": (nn.LSTMCell, pt.LSTMCell, {}), "gru": (nn.GRUCell, pt.GRUCell, {})}
+INPUTS = ("padded", "packed_sorted", "packed_unsorted", "unbatched")
+
+
+def rel_err(a, b) -> float:
+    a, b = a.detach().double(), b.detach().double()
+    return float((a - b).norm() / max(float(b.norm()), 1e-30))
+
+
+def tolerance(dtype) -> float:
+    return 1e-10 if dtype == torch.float64 else 1e-4
+
+
+def random_configs(n: int, seed: int = 2024) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    configs = []
+    for k in range(n):
+        kind = INPUTS[(k // 4) % 4]
+        configs.append(dict(
+            cell=list(LAYERS)[k % 4], input=kind,
+            num_layers=int(rng.integers(1, 4)), bidirectional=bool(rng.integers(2)),
+            batch_first=bool(rng.integers(2)), bias=bool(rng.integers(2)),
+            hx=bool(rng.integers(2)), dtype=(torch.float32, torch.float64)[k // 16 % 2],
+            # packed batches of at least 2, so lengths differ
+            T=int(rng.integers(1, 6)), B=int(rng.integers(2 if "packed" in kind else 1, 5)),
+            I=int(rng.integers(1, 5)),
+            H=int(rng.integers(1, 5))))
+    return configs
+
+
+def config_id(c: dict) -> str:
+    return (f"{c['cell']}-{c['input']}-L{c['num_layers']}{'-bi' if c['bidirectional'] else ''}"
+            f"{'-bf' if c['batch_first'] else ''}{'' if c['bias'] else '-nobias'}"
+            f"{'-hx' if c['hx'] else ''}-{str(c['dtype'])[6:]}")
+
+
+def make_pair(table, c: dict, backend: str, **sizes):
+    torch_cls, ours_cls, extra = table[c["cell"]]
+    ref = torch_cls(**sizes, bias=c["bias"], dtype=c["dtype"], **extra)
+    ours = ours_cls(**sizes, bias=c["bias"], dtype=c["dtype"], backend=backend, **extra)
+    ours.load_state_dict(ref.state_dict())
+    return ref, ours
+
+
+def leaves(*tensors):
+    """Fresh leaf copies that require grad, one set per model so gradients do not mix."""
+    return [None if t is None else t.detach().clone().requires_grad_() for t in tensors]
+
+
+def run_layer(model, c, x, states, lengths):
+    """model on the config's input kind (packing x when asked): ``out, hidden``."""
+    hx = None if not states else (tuple(states) if c["cell"] == "lstm" else states[0])
+    if c["input"].startswith("packed"):
+        x = pack_padded_sequence(x, lengths, batch_first=c["batch_first"],
+                                 enforce_sorted=c["input"] == "packed_sorted")
+    return model(x, hx)
+
+
+def flat_outputs(out, hidden):
+    """Everything a model returns, as tensors (PackedSequence as its data)."""
+    data = out.data if isinstance(out, nn.utils.rnn.PackedSequence) else out
+    return [data, *(hidden if isinstance(hidden, tuple) else (hidden,))]
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("c", random_configs(48), ids=config_id)
+def test_layer_matches_torch(c, backend):
+    torch.manual_seed(hash(config_id(c)) % 2**31)
+    D = 2 if c["bidirectional"] else 1
+    T, B, I, H = c["T"], c["B"], c["I"], c["H"]
+    ref, ours = make_pair(LAYERS, c, backend, input_size=I, hidden_size=H,
+                          num_layers=c["num_layers"], bidirectional=c["bidirectional"],
+                          batch_first=c["batch_first"])
+    unbatched = c["input"] == "unbatched"
+    x_shape = (T, I) if unbatched else ((B, T, I) if c["batch_first"] else (T, B, I))
+    x = torch.randn(x_shape, dtype=c["dtype"])
+    lengths = None
+    if c["input"].startswith("packed"):
+        lengths = torch.randint(1, T + 1, (B,))
+        lengths[0] = T
+        if c["input"] == "packed_sorted":
+            lengths = lengths.sort(descending=True).values
+    n_states = 2 if c["cell"] == "lstm" else 1
+    state_shape = (c["num_layers"] * D, H) if unbatched else (c["num_layers"] * D, B, H)
+    states = [torch.randn(state_shape, dtype=c["dtype"]) for _ in range(n_states)] \
+        if c["hx"] else []
+
+    results = []
+    for model in (ref, ours):
+        x_leaf, *state_leaves = leaves(x, *states)
+        outs = flat_outputs(*run_layer(model, c, x_leaf, state_leaves, lengths))
+        results.append((x_leaf, state_leaves, outs, model))
+    (x_r, s_r, outs_r, _), (x_o, s_o, outs_o, _) = results
+
+    if c["input"].startswith("packed"):
+        # the packed structure itself must match too
+        o_r = run_layer(ref, c, x, [], lengths)[0]
+        o_o = run_layer(ours, c, x, [], lengths)[0]
+        for field in ("batch_sizes", "sorted_indices", "unsorted_indices"):
+            a, b = getattr(o_o, field), getattr(o_r, field)
+            assert (a is None and b is None) or torch.equal(a, b), field
+    tol = tolerance(c["dtype"])
+    for a, b in zip(outs_o, outs_r, strict=True):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        assert rel_err(a, b) <= tol
+
+    # one loss that touches every output with random weights, so every gradient is exercised
+    weights = [torch.randn(o.shape, dtype=c["dtype"]) for o in outs_r]
+    grads = []
+    for x_leaf, s_leaves, outs, model in results:
+        loss = sum((o * w).sum() for o, w in zip(outs, weights, strict=True))
+        wrt = [x_leaf, *s_leaves, *model.parameters()]
+        grads.append(torch.autograd.grad(loss, wrt))
+    names = ["input", *[f"hx{k}" for k in range(len(states))],
+             *[n for n, _ in ref.named_parameters()]]
+    for name, g_o, g_r in zip(names, *grads, strict=True):
+        assert g_o.shape == g_r.shape, name
+        assert rel_err(g_o, g_r) <= tol, name
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("batched,hx", [(True, True), (True, False), (False, True)],
+                         ids=["batched-hx", "batched", "unbatched-hx"])
+def test_cell_matches_torch(cell, dtype, batched, hx, backend):
+    torch.manual_seed(7)
+    c = dict(cell=cell, bias=cell != "gru", dtype=dtype)
+    ref, ours = make_pair(CELLS, c, backend, input_size=3, hidden_size=4)
+    x = torch.randn((5, 3) if batched else (3,), dtype=dtype)
+    state_shape = (5, 4) if batched else (4,)
+    states = [torch.randn(state_shape, dtype=dtype) for _ in range(2 if cell == "lstm" else 1)]
+    runs = []
+    for model in (ref, ours):
+        x_leaf, *s_leaves = leaves(x, *states)
+        hx_arg = (tuple(s_leaves) if cell == "lstm" else s_leaves[0]) if hx else None
+        out = model(x_leaf, hx_arg)
+        outs = list(out) if cell == "lstm" else [out]
+        runs.append((x_leaf, s_leaves if hx else [], outs, model))
+    weights = [torch.randn(o.shape, dtype=dtype) for o in runs[0][2]]
+    grads = []
+    for (x_leaf, s_leaves, outs, model), other in zip(runs, reversed(runs), strict=True):
+        for a, b in zip(outs, other[2], strict=True):
+            assert a.shape == b.shape and rel_err(a, b) <= tolerance(dtype)
+        loss = sum((o * w).sum() for o, w in zip(outs, weights, strict=True))
+        grads.append(torch.autograd.grad(loss, [x_leaf, *s_leaves, *model.parameters()]))
+    for g_r, g_o in zip(*grads, strict=True):
+        assert rel_err(g_o, g_r) <= tolerance(dtype)
+
+
+def _gradcheck_cell(model, x, states):
+    """gradcheck over the input, the states and every parameter, through functional_call."""
+    names = [n for n, _ in model.named_parameters()]
+    params = [p.detach().clone().requires_grad_() for p in model.parameters()]
+
+    def fn(x, *rest):
+        st, ps = rest[: len(states)], rest[len(states):]
+        hx = tuple(st) if len(st) == 2 else st[0]
+        return torch.func.functional_call(model, dict(zip(names, ps, strict=True)), (x, hx))
+
+    inputs = [x.requires_grad_(), *[s.requires_grad_() for s in states], *params]
+    assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("cell", list(LAYERS))
+def test_layer_gradcheck_float64(cell):
+    torch.manual_seed(3)
+    _, ours, extra = LAYERS[cell]
+    model = ours(2, 2, num_layers=2, bidirectional=True, dtype=torch.float64,
+                 backend="numpy", **extra)
+    lengths = torch.tensor([2, 3])
+    x = pack_padded_sequence(torch.randn(3, 2, 2, dtype=torch.float64), lengths,
+                             enforce_sorted=False)
+    states = [torch.randn(4, 2, 2, dtype=torch.float64) for _ in range(1 + (cell == "lstm"))]
+    names = [n for n, _ in model.named_parameters()]
+    params = [p.detach().clone().requires_grad_() for p in model.parameters()]
+
+    def fn(data, *rest):
+        st, ps = rest[: len(states)], rest[len(states):]
+        packed = nn.utils.rnn.PackedSequence(data, x.batch_sizes, x.sorted_indices,
+                                             x.unsorted_indices)
+        hx = tuple(st) if len(st) == 2 else st[0]
+        out, hidden = torch.func.functional_call(model, dict(zip(names, ps, strict=True)),
+                                                 (packed, hx))
+        return flat_outputs(out, hidden)
+
+    inputs = [x.data.clone().requires_grad_(), *[s.requires_grad_() for s in states], *params]
+    assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_cell_gradcheck_float64(cell):
+    torch.manual_seed(4)
+    _, ours, extra = CELLS[cell]
+    model = ours(2, 3, dtype=torch.float64, backend="numpy", **extra)
+    states = [torch.randn(2, 3, dtype=torch.float64) for _ in range(1 + (cell == "lstm"))]
+    _gradcheck_cell(model, torch.randn(2, 2, dtype=torch.float64), states)
+
+
+def test_dropout_follows_torch_seed_and_mode():
+    model = pt.GRU(3, 5, num_layers=3, dropout=0.5, dtype=torch.float64, backend="numpy")
+    x = torch.randn(4, 2, 3, dtype=torch.float64)
+    model.train()
+    torch.manual_seed(11)
+    a = model(x)[0]
+    torch.manual_seed(11)
+    b = model(x)[0]
+    c = model(x)[0]
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+    model.eval()
+    reference = nn.GRU(3, 5, num_layers=3, dtype=torch.float64)
+    reference.load_state_dict(model.state_dict())
+    assert rel_err(model(x)[0], reference(x)[0]) <= 1e-10
+
+
+def test_dropout_gradients_are_consistent():
+    """gradcheck with the masks fixed by reseeding torch before every evaluation."""
+    model = pt.LSTM(2, 3, num_layers=2, dropout=0.4, dtype=torch.float64, backend="numpy")
+    model.train()
+    x = torch.randn(3, 2, 2, dtype=torch.float64, requires_grad=True)
+
+    def fn(x):
+        torch.manual_seed(5)
+        return model(x)[0]
+
+    assert torch.autograd.gradcheck(fn, [x], eps=1e-6, atol=1e-7)
+
+
+def test_parameters_train_with_an_optimizer():
+    model = pt.LSTM(3, 4, backend="numpy")
+    assert [n for n, _ in model.named_parameters()] == \
+        [n for n, _ in nn.LSTM(3, 4).named_parameters()]
+    assert all(isinstance(p, nn.Parameter) for p in model.parameters())
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    x, target = torch.randn(6, 2, 3), torch.randn(6, 2, 4)
+    losses = []
+    for _ in range(5):
+        opt.zero_grad()
+        loss = ((model(x)[0] - target) ** 2).mean()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+
+
+def test_input_modified_in_place_before_backward_raises():
+    model = pt.RNN(2, 3, backend="numpy")
+    x = torch.randn(4, 1, 2, requires_grad=True)
+    h0 = torch.randn(1, 1, 3)
+    out, _ = model(x, h0)
+    h0.add_(1)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.sum().backward()
+
+
+def test_projection_falls_back_with_one_warning():
+    ref = nn.LSTM(3, 4, proj_size=2)
+    model = pt.LSTM(3, 4, proj_size=2, backend="numpy")
+    model.load_state_dict(ref.state_dict())
+    x = torch.randn(5, 2, 3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out, (h, c) = model(x)
+        model(x)
+    fallbacks = [w for w in caught if issubclass(w.category, pt.FallbackWarning)]
+    assert len(fallbacks) == 1 and "proj_size" in str(fallbacks[0].message)
+    ref_out, (ref_h, ref_c) = ref(x)
+    assert torch.equal(out, ref_out) and torch.equal(h, ref_h) and torch.equal(c, ref_c)
+
+
+def test_other_dtype_falls_back():
+    model = pt.GRUCell(3, 4, dtype=torch.bfloat16, backend="numpy")
+    with pytest.warns(pt.FallbackWarning, match="bfloat16"):
+        h = model(torch.randn(2, 3, dtype=torch.bfloat16))
+    assert h.dtype == torch.bfloat16 and h.shape == (2, 4)
+
+
+def test_errors_name_the_problem():
+    model = pt.GRU(3, 4, backend="numpy")
+    with pytest.raises(RuntimeError, match="input_size"):
+        model(torch.randn(5, 2, 7))
+    with pytest.raises(RuntimeError, match="Expected hidden size"):
+        model(torch.randn(5, 2, 3), torch.randn(1, 3, 4))
+    with pytest.raises(ValueError, match="dtype"):
+        model(torch.randn(5, 2, 3, dtype=torch.float64))
+    with pytest.raises(RuntimeError, match="inconsistent input_size"):
+        pt.LSTMCell(3, 4, backend="numpy")(torch.randn(2, 5))
+
+
+class _Tagger(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.LSTM(3, 4, num_layers=2, bidirectional=True, batch_first=True)
+        self.decoder = nn.GRUCell(8, 4)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        out, _ = self.encoder(x)
+        return self.head(self.decoder(out[:, -1]))
+
+
+def test_convert_replaces_in_place_and_keeps_weights():
+    torch.manual_seed(1)
+    model = _Tagger().double()
+    x = torch.randn(2, 5, 3, dtype=torch.float64)
+    expected = model(x)
+    params_before = list(model.parameters())
+    encoder = model.encoder
+    assert pt.convert(model, backend="numpy") is model
+    assert type(model.encoder) is pt.LSTM and type(model.decoder) is pt.GRUCell
+    assert model.encoder is encoder and model.encoder.backend == "numpy"
+    assert all(a is b for a, b in zip(model.parameters(), params_before, strict=True))
+    assert next(model.parameters()).dtype == torch.float64
+    got = model(x)
+    assert rel_err(got, expected) <= 1e-10
+    got.sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_importing_pyrnn_does_not_import_torch():
+    code = ("import sys, numpy as np, pyrnn\n"
+            "pyrnn.LSTM(2, 3, backend='numpy')(np.zeros((4, 1, 2), np.float32))\n"
+            "assert 'torch' not in sys.modules, 'pyrnn imported torch'\n"
+            "import pyrnn.torch\n"
+            "assert 'torch' in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
