@@ -260,5 +260,5 @@ def layer_state_dict(weights, layer: int | None = 0, reverse: bool = False) -> d
     Merge the entries of every layer and direction into one dict and pass it to
     ``load_state_dict`` (pyrnn's, or torch's after ``torch.as_tensor``). layer None: a cell.
     """
-    return {name: w for name, w in zip(_names(layer, reverse), weights, strict=True)
+    return {name: w for name, w in zip(_names(layer, reverse), weights)
             if w is not None}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import pyrnn
 from pyrnn import convert
@@ -240,7 +241,6 @@ def test_weights_from_the_layout_reproduce_its_outputs(layout, cell, reset_after
 
 
 def test_state_dict_helpers_read_torch_and_cells():
-    torch = pytest.importorskip("torch")
     lstm = torch.nn.LSTM(3, 4, num_layers=2, bidirectional=True, bias=False)
     w_ih, w_hh, b_ih, b_hh = convert.layer_weights(lstm.state_dict(), 1, reverse=True)
     np.testing.assert_array_equal(w_ih, lstm.weight_ih_l1_reverse.detach().numpy())

@@ -115,4 +115,4 @@ class StackFunction(torch.autograd.Function):
         results = [dx, dh0, dc0, *flat]
         needs = ctx.needs_input_grad[1:]
         return (None, *(as_tensor(g, x.device) if need and g is not None else None
-                        for g, need in zip(results, needs, strict=True)))
+                        for g, need in zip(results, needs)))
