@@ -1,0 +1,117 @@
+"""A small PyTorch training loop: torch.nn against pyrnn.torch, time per step (CPU).
+
+The model is one recurrent layer (T=50, I=32, H=128) with a linear head on every step, trained
+with Adam on a regression target; one step is zero_grad, forward, MSE loss, backward and
+optimizer step. Both contenders start from the same weights and see the same data.
+
+    python -m pytest benchmarks/test_torch_training.py   # pytest-benchmark tables
+    python benchmarks/test_torch_training.py             # Markdown table with ratios
+
+Target: pyrnn.torch at least 3x faster per step than torch.nn at batch 1.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import sys
+import time
+
+import pytest
+import torch
+from torch import nn
+
+import pyrnn
+import pyrnn.torch
+
+T, I, H = 50, 32, 128
+CELLS = {"LSTM": nn.LSTM, "GRU": nn.GRU}
+BATCHES = (1, 32)
+
+
+class Regressor(nn.Module):
+    def __init__(self, cell: str):
+        super().__init__()
+        self.rnn = CELLS[cell](I, H)
+        self.head = nn.Linear(H, 1)
+
+    def forward(self, x):
+        out, _ = self.rnn(x)
+        return self.head(out)
+
+
+def make_pair(cell: str, batch: int):
+    """(torch.nn model, pyrnn.torch model) with the same weights, and one batch of data."""
+    torch.manual_seed(0)
+    reference = Regressor(cell)
+    ours = pyrnn.torch.convert(copy.deepcopy(reference))
+    x = torch.randn(T, batch, I)
+    target = torch.randn(T, batch, 1)
+    return reference, ours, x, target
+
+
+def make_step(model, x, target):
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step():
+        optimizer.zero_grad()
+        loss = nn.functional.mse_loss(model(x), target)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    return step
+
+
+def check_same_training(cell: str, batch: int) -> None:
+    """Both contenders take the same three steps (so the timing compares equal work)."""
+    reference, ours, x, target = make_pair(cell, batch)
+    ref_step, our_step = make_step(reference, x, target), make_step(ours, x, target)
+    for _ in range(3):
+        a, b = ref_step().item(), our_step().item()
+        assert abs(a - b) <= 1e-4 * abs(a), (cell, batch, a, b)
+
+
+@pytest.mark.parametrize("batch", BATCHES, ids=lambda b: f"B{b}")
+@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("contender", ["torch.nn", "pyrnn.torch"])
+def test_training_step(benchmark, contender, cell, batch):
+    check_same_training(cell, batch)
+    reference, ours, x, target = make_pair(cell, batch)
+    step = make_step(ours if contender == "pyrnn.torch" else reference, x, target)
+    benchmark.group = f"{cell} T={T} B={batch} I={I} H={H} training step"
+    benchmark.extra_info["backend"] = pyrnn.backend_info()["auto"]
+    benchmark.pedantic(step, rounds=30, warmup_rounds=3)
+
+
+def median_step_ms(steps, rounds: int) -> list[float]:
+    """Median ms per step of each callable, measured in interleaved rounds (fair under noise)."""
+    times = [[] for _ in steps]
+    for _ in range(rounds):
+        for k, step in enumerate(steps):
+            start = time.perf_counter()
+            step()
+            times[k].append(time.perf_counter() - start)
+    return [1e3 * statistics.median(t) for t in times]
+
+
+def main(rounds: int = 50) -> None:
+    backend = pyrnn.backend_info()["auto"]
+    print(f"pyrnn backend {backend}, torch {torch.__version__}, {torch.get_num_threads()} "
+          f"torch threads; T={T} I={I} H={H}, Adam, median of {rounds} interleaved steps\n")
+    print("| cell | batch | torch.nn ms/step | pyrnn.torch ms/step | speedup |")
+    print("|---|---|---|---|---|")
+    for cell in CELLS:
+        for batch in BATCHES:
+            check_same_training(cell, batch)
+            reference, ours, x, target = make_pair(cell, batch)
+            steps = [make_step(reference, x, target), make_step(ours, x, target)]
+            for step in steps:  # warm up
+                for _ in range(3):
+                    step()
+            ref_ms, our_ms = median_step_ms(steps, rounds)
+            print(f"| {cell} | {batch} | {ref_ms:.2f} | {our_ms:.2f} | {ref_ms / our_ms:.2f}x |")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 50)
