@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+import pyrnn
 import pyrnn.torch as pt
 
 from .conftest import rel_err
@@ -345,3 +347,20 @@ def test_importing_pyrnn_does_not_import_torch():
             "import pyrnn.torch\n"
             "assert 'torch' in sys.modules\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cuda_tensors_route_to_the_cuda_backend_or_fall_back_naming_the_fix():
+    model = pt.LSTM(3, 4)
+    cuda_like = SimpleNamespace(dtype=torch.float32, device=torch.device("cuda", 0))
+    backend, reason = model._backend_or_reason(cuda_like)
+    if "cuda" in pyrnn.available_backends():
+        assert backend.name == "cuda" and reason is None
+    else:
+        assert backend is None and "NUMBA_ENABLE_CUDASIM" in reason
+
+
+def test_other_devices_fall_back():
+    model = pt.GRU(3, 4, device="meta")
+    with pytest.warns(pt.FallbackWarning, match="meta"):
+        out, h = model(torch.empty(5, 2, 3, device="meta"))
+    assert out.device.type == "meta" and out.shape == (5, 2, 4)
