@@ -27,6 +27,10 @@ _SPECS = {
 }
 
 
+# torch.compiler.is_compiling arrived in torch 2.3; before it, nothing here runs under dynamo
+_is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
+
+
 class FallbackWarning(UserWarning):
     """A pyrnn.torch module ran its torch.nn parent's forward because pyrnn cannot run the call."""
 
@@ -37,16 +41,20 @@ class _PyrnnModule:
     backend: str | None = None  # None: $PYRNN_BACKEND, else auto
     _pyrnn_warned: frozenset = frozenset()
 
-    def _init_backend(self, backend: str | None) -> None:
+    def __init__(self, *args, backend: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)  # the torch.nn parent's constructor
         if backend is not None:
             resolve(backend)  # fail at construction, not at the first call
         self.backend = backend
 
     def _backend_or_reason(self, data: torch.Tensor) -> tuple[Backend | None, str | None]:
         """The backend for a call on ``data``, or why the parent's forward must run it."""
+        reason = self._config_reason()
+        if reason is not None:
+            return None, reason
         if torch.jit.is_scripting() or torch.jit.is_tracing():
             return None, "TorchScript tracing or scripting records torch operations only"
-        if torch.compiler.is_compiling():
+        if _is_compiling():
             return None, "torch.compile cannot trace into pyrnn's kernels"
         if data.dtype not in (torch.float32, torch.float64):
             return None, f"dtype {data.dtype} (pyrnn runs float32 and float64)"
@@ -61,6 +69,10 @@ class _PyrnnModule:
                 return None, str(exc)
         return None, f"device {data.device.type!r} (pyrnn runs CPU and CUDA tensors)"
 
+    def _config_reason(self) -> str | None:
+        """Why this module's configuration needs the parent's forward (None: it does not)."""
+        return None
+
     def _warn_fallback(self, reason: str) -> None:
         if reason in self._pyrnn_warned:
             return
@@ -68,7 +80,7 @@ class _PyrnnModule:
         parent = next(c for c in type(self).__mro__ if c.__module__.startswith("torch."))
         warnings.warn(f"pyrnn.torch.{type(self).__name__}: {reason}; running "
                       f"torch.nn.{parent.__name__}'s own forward instead", FallbackWarning,
-                      stacklevel=3)
+                      stacklevel=5)  # the caller of module(...), past nn.Module's call wrappers
 
     def _apply_stack(self, call: StackCall, x, h0, c0, weights):
         """Run the autograd function; x [T,B,I], h0/c0 [L*D,B,H] or None, weights flat."""
@@ -98,17 +110,9 @@ def _check_state_dims(states, dims: int, batched: bool) -> None:
 class _Layer(_PyrnnModule):
     """forward for RNN, LSTM and GRU (mixed in before the torch.nn parent)."""
 
-    def __init__(self, *args, backend: str | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._init_backend(backend)
-
     def forward(self, input, hx=None):
         packed = isinstance(input, PackedSequence)
         backend, reason = self._backend_or_reason(input.data if packed else input)
-        if reason is None and self.proj_size > 0:
-            reason = "proj_size > 0 (LSTM projections are not in pyrnn)"
-        if reason is None and self.training and self.dropout == 1:
-            reason = "dropout=1 drops every activation"
         if reason is not None:
             self._warn_fallback(reason)
             return super().forward(input, hx)
@@ -136,6 +140,13 @@ class _Layer(_PyrnnModule):
             return out.squeeze(1), (tuple(s.squeeze(1) for s in hidden) if is_lstm
                                     else hidden.squeeze(1))
         return (out.transpose(0, 1) if self.batch_first else out), hidden
+
+    def _config_reason(self) -> str | None:
+        if self.proj_size > 0:
+            return "proj_size > 0 (LSTM projections are not in pyrnn)"
+        if self.training and self.dropout == 1:
+            return "dropout=1 drops every activation"
+        return None
 
     def _as_batched(self, input, hx, is_lstm):
         if input.dim() not in (2, 3):
@@ -170,10 +181,6 @@ class _Layer(_PyrnnModule):
 
 class _Cell(_PyrnnModule):
     """forward for RNNCell, LSTMCell and GRUCell: one step through the same kernels."""
-
-    def __init__(self, *args, backend: str | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._init_backend(backend)
 
     @property
     def _mode(self) -> str:
