@@ -26,6 +26,7 @@ SIMULATOR = bool(numba.config.ENABLE_CUDASIM)
 I64 = types.int64
 BOOL = types.boolean
 INDEX = types.Array(types.int64, 1, "C")
+launched: set[tuple[str, str]] = set()  # simulator only: (kernel, dtype) pairs that ran
 
 
 def array_type(dtype) -> types.Array:
@@ -66,6 +67,7 @@ class Kernel:
         def launch(*args):
             if SIMULATOR:
                 self._check_types(args)
+                launched.add((self.name, str(self.argtypes[0].dtype)))
             self.dispatcher[config](*args)
         return launch
 

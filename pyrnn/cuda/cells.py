@@ -116,6 +116,9 @@ def point_functions(dtype) -> SimpleNamespace:
 def kernels(dtype) -> dict[str, Kernel]:
     f = device_functions(dtype)
     p = point_functions(dtype)
+    # jitted code sees module-level or closure names, not namespace attributes
+    rnn_point, lstm_point, gru_point = p.rnn_point, p.lstm_point, p.gru_point
+    gru_point_rz, gru_point_n = p.gru_point_rz, p.gru_point_n
     one, zero = f.one, f.zero
     dsig, dtanh, drelu = f.dsigmoid_from_output, f.dtanh_from_output, f.drelu_from_output
     F = array_type(dtype)
@@ -136,7 +139,7 @@ def kernels(dtype) -> dict[str, Kernel]:
             b = idx // H
             j = idx - b * H
             dot = dot_column(h_prev, b * H, w_t, H, j, H)
-            h_next[idx] = p.rnn_point(gates, hprev, y, t, b, j, B, H, dot, h_prev[idx],
+            h_next[idx] = rnn_point(gates, hprev, y, t, b, j, B, H, dot, h_prev[idx],
                                       t < lengths[b], use_relu, training)
 
     def lstm_step(gates, w_t, h_prev, h_next, c, y, hprev, cprev, tanh_c, lengths, t, B, H,
@@ -149,7 +152,7 @@ def kernels(dtype) -> dict[str, Kernel]:
             d_f = dot_column(h_prev, b * H, w_t, 4 * H, H + j, H)
             d_g = dot_column(h_prev, b * H, w_t, 4 * H, 2 * H + j, H)
             d_o = dot_column(h_prev, b * H, w_t, 4 * H, 3 * H + j, H)
-            h_next[idx] = p.lstm_point(gates, c, hprev, cprev, tanh_c, y, t, b, j, B, H,
+            h_next[idx] = lstm_point(gates, c, hprev, cprev, tanh_c, y, t, b, j, B, H,
                                        d_i, d_f, d_g, d_o, h_prev[idx], t < lengths[b],
                                        training)
 
@@ -164,7 +167,7 @@ def kernels(dtype) -> dict[str, Kernel]:
             n_seen = dot_column(h_prev, b * H, w_t, 3 * H, 2 * H + j, H)
             if has_bias:
                 n_seen += b_hh[2 * H + j]
-            h_next[idx] = p.gru_point(gates, extra, hprev, y, t, b, j, B, H, d_r, d_z, n_seen,
+            h_next[idx] = gru_point(gates, extra, hprev, y, t, b, j, B, H, d_r, d_z, n_seen,
                                       h_prev[idx], t < lengths[b], training)
 
     def gru_step_rz(gates, w_t, h_prev, rh, rh_off, hprev, t, B, H, training):
@@ -174,7 +177,7 @@ def kernels(dtype) -> dict[str, Kernel]:
             j = idx - b * H
             d_r = dot_column(h_prev, b * H, w_t, 3 * H, j, H)
             d_z = dot_column(h_prev, b * H, w_t, 3 * H, H + j, H)
-            rh[rh_off + idx] = p.gru_point_rz(gates, hprev, t, b, j, B, H, d_r, d_z, h_prev[idx],
+            rh[rh_off + idx] = gru_point_rz(gates, hprev, t, b, j, B, H, d_r, d_z, h_prev[idx],
                                               training)
 
     def gru_step_n(gates, w_t, rh, rh_off, h_prev, h_next, y, lengths, t, B, H):
@@ -183,7 +186,7 @@ def kernels(dtype) -> dict[str, Kernel]:
             b = idx // H
             j = idx - b * H
             d_n = dot_column(rh, rh_off + b * H, w_t, 3 * H, 2 * H + j, H)
-            h_next[idx] = p.gru_point_n(gates, y, t, b, j, B, H, d_n, h_prev[idx],
+            h_next[idx] = gru_point_n(gates, y, t, b, j, B, H, d_n, h_prev[idx],
                                         t < lengths[b])
 
     # -- backward --------------------------------------------------------------------------

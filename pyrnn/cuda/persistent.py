@@ -29,6 +29,9 @@ launches = 0  # persistent launches so far (tests check which path ran)
 def kernels(dtype) -> dict[str, Kernel]:
     f = device_functions(dtype)
     p = point_functions(dtype)
+    # jitted code sees module-level or closure names, not namespace attributes
+    rnn_point, lstm_point, gru_point = p.rnn_point, p.lstm_point, p.gru_point
+    gru_point_rz, gru_point_n = p.gru_point_rz, p.gru_point_n
     zero = f.zero
     nbt = scalar_type(dtype)
     F = array_type(dtype)
@@ -94,7 +97,7 @@ def kernels(dtype) -> dict[str, Kernel]:
             j = u0 + u
             if b < B and j < H:
                 dot = row_sum(part, U, u, b, B)
-                hbuf[dst + b * H + j] = p.rnn_point(
+                hbuf[dst + b * H + j] = rnn_point(
                     gates, hprev, y, t, b, j, B, H, dot, hbuf[src + b * H + j], t < lengths[b],
                     use_relu, training)
             grid.sync()
@@ -116,7 +119,7 @@ def kernels(dtype) -> dict[str, Kernel]:
             b = tid // U
             j = u0 + u
             if b < B and j < H:
-                hbuf[dst + b * H + j] = p.lstm_point(
+                hbuf[dst + b * H + j] = lstm_point(
                     gates, c, hprev, cprev, tanh_c, y, t, b, j, B, H,
                     row_sum(part, R, u, b, B), row_sum(part, R, U + u, b, B),
                     row_sum(part, R, 2 * U + u, b, B), row_sum(part, R, 3 * U + u, b, B),
@@ -144,7 +147,7 @@ def kernels(dtype) -> dict[str, Kernel]:
                 n_seen = row_sum(part, R, 2 * U + u, b, B)
                 if has_bias:
                     n_seen += b_hh[2 * H + j]
-                hbuf[dst + b * H + j] = p.gru_point(
+                hbuf[dst + b * H + j] = gru_point(
                     gates, extra, hprev, y, t, b, j, B, H, row_sum(part, R, u, b, B),
                     row_sum(part, R, U + u, b, B), n_seen, hbuf[src + b * H + j],
                     t < lengths[b], training)
@@ -170,13 +173,13 @@ def kernels(dtype) -> dict[str, Kernel]:
             b = tid // U
             j = u0 + u
             if b < B and j < H:
-                rh[rh_off + b * H + j] = p.gru_point_rz(
+                rh[rh_off + b * H + j] = gru_point_rz(
                     gates, hprev, t, b, j, B, H, row_sum(part, 2 * U, u, b, B),
                     row_sum(part, 2 * U, U + u, b, B), hbuf[src + b * H + j], training)
             grid.sync()
             block_dots(sw, R, 2 * U, U, rh, rh_off, B, H, part)
             if b < B and j < H:
-                hbuf[dst + b * H + j] = p.gru_point_n(
+                hbuf[dst + b * H + j] = gru_point_n(
                     gates, y, t, b, j, B, H, row_sum(part, U, u, b, B), hbuf[src + b * H + j],
                     t < lengths[b])
             grid.sync()
