@@ -71,6 +71,9 @@ class Call:
         if rt.is_device_array(workspace):
             d = rt.as_device("workspace", workspace, self.dtype, ndim=1)
         else:
+            if np.asarray(workspace).dtype != self.dtype:
+                raise TypeError(f"workspace: expected {self.dtype} like x, got "
+                                f"{np.asarray(workspace).dtype}")
             self._host_workspace = workspace
             d = rt.as_device("workspace", workspace, self.dtype, ndim=1)
         if d.size < need:

@@ -112,11 +112,14 @@ def _device_ordinal(a) -> int:
             return int(ordinal)
     if SIMULATOR:
         return 0
-    from cuda.bindings import driver
+    try:
+        from cuda.bindings import driver
 
-    ptr = a.__cuda_array_interface__["data"][0]
-    attr = driver.CUpointer_attribute.CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL
-    err, ordinal = driver.cuPointerGetAttribute(attr, ptr)
+        ptr = a.__cuda_array_interface__["data"][0]
+        attr = driver.CUpointer_attribute.CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL
+        err, ordinal = driver.cuPointerGetAttribute(attr, ptr)
+    except Exception:  # an older binding or an exotic pointer: the launch itself will tell
+        return current_device_id()
     return int(ordinal) if err == driver.CUresult.CUDA_SUCCESS else current_device_id()
 
 
