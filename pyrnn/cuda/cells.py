@@ -19,7 +19,7 @@ from types import SimpleNamespace
 from ._runtime import BOOL, I64, INDEX, SIMULATOR, Kernel, array_type, cuda
 from .common import device_functions
 
-THREADS = 8 if SIMULATOR else 128
+THREADS = 3 if SIMULATOR else 128  # odd in the simulator: several blocks, a partial last one
 
 
 @functools.cache

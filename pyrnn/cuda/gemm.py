@@ -19,7 +19,7 @@ from ._runtime import BOOL, I64, SIMULATOR, Kernel, array_type, blocks, cuda, sc
 BM, BN, BK, RM, RN = (4, 4, 2, 2, 2) if SIMULATOR else (64, 64, 16, 4, 4)
 TX, TY = BN // RN, BM // RM
 MAX_GRID_Y = 65535
-THREADS_1D = 8 if SIMULATOR else 256
+THREADS_1D = 5 if SIMULATOR else 256
 
 
 @functools.cache
