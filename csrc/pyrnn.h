@@ -31,11 +31,101 @@ const char *pyrnn_status_message(int status);
 const char *pyrnn_version(void);
 
 /* Elements of workspace (of the data type) that one layer-direction needs: inference when
- * training is 0, forward-for-training plus backward otherwise. Returns -1 for invalid sizes. */
+ * training is 0, forward-for-training plus backward otherwise. Returns -1 for invalid sizes.
+ * The layouts are documented in rnn.c, lstm.c and gru.c (and mirrored by pyrnn/ref). */
 int64_t pyrnn_rnn_workspace_len(int64_t T, int64_t B, int64_t I, int64_t H, int training);
 int64_t pyrnn_lstm_workspace_len(int64_t T, int64_t B, int64_t I, int64_t H, int training);
 int64_t pyrnn_gru_workspace_len(int64_t T, int64_t B, int64_t I, int64_t H, int training,
                                 int reset_after);
+
+/* One layer x one direction x T steps of a cell. Arguments: sizes and flags, then the NumPy
+ * reference's parameters in order, then its return values in order, then the workspace.
+ *   T, B, I, H: steps, batch, input size, hidden size, each >= 1
+ *   reverse: visit steps T-1..0; training: forward fills the workspace for backward
+ *   relu (rnn): relu instead of tanh; reset_after (gru): PyTorch's variant, else Cho et al.'s
+ *   x: [T,B,I]; h0, c0: [B,H] initial states, NULL = zeros
+ *   w_ih: [G*H,I]; w_hh: [G*H,H] (G = 1 rnn, 4 lstm (i,f,g,o), 3 gru (r,z,n))
+ *   b_ih, b_hh: [G*H], both NULL = no bias
+ *   lengths: [B] each in 1..T (any order), NULL = all T
+ *   y: [T,B,H] out, zero past each length; h_n, c_n: [B,H] out, the state after the last
+ *   valid step
+ *   dy: [T,B,H] gradient of y (ignored past each length); dh_n, dc_n: [B,H], NULL = zeros
+ *   dx: [T,B,I]; dh0, dc0: [B,H]; dw_ih: [G*H,I]; dw_hh: [G*H,H]; db_ih, db_hh: [G*H] out,
+ *   overwritten (db_* may be NULL when there is no bias, and are then not written)
+ *   workspace: *_workspace_len(..., training) elements; backward needs the one its training
+ *   forward filled
+ * Outputs are overwritten, never accumulated. Returns PYRNN_OK or an error status. */
+int pyrnn_rnn_forward_f32(int64_t T, int64_t B, int64_t I, int64_t H, int reverse, int training,
+    int relu, const float *x, const float *h0, const float *w_ih, const float *w_hh,
+    const float *b_ih, const float *b_hh, const int64_t *lengths, float *y, float *h_n,
+    float *workspace);
+int pyrnn_rnn_backward_f32(int64_t T, int64_t B, int64_t I, int64_t H, int reverse, int relu,
+    const float *x, const float *h0, const float *w_ih, const float *w_hh, const float *b_ih,
+    const float *b_hh, const int64_t *lengths, const float *dy, const float *dh_n, float *dx,
+    float *dh0, float *dw_ih, float *dw_hh, float *db_ih, float *db_hh, float *workspace);
+int pyrnn_lstm_forward_f32(int64_t T, int64_t B, int64_t I, int64_t H, int reverse,
+    int training, const float *x, const float *h0, const float *c0, const float *w_ih,
+    const float *w_hh, const float *b_ih, const float *b_hh, const int64_t *lengths, float *y,
+    float *h_n, float *c_n, float *workspace);
+int pyrnn_lstm_backward_f32(int64_t T, int64_t B, int64_t I, int64_t H, int reverse,
+    const float *x, const float *h0, const float *c0, const float *w_ih, const float *w_hh,
+    const float *b_ih, const float *b_hh, const int64_t *lengths, const float *dy,
+    const float *dh_n, const float *dc_n, float *dx, float *dh0, float *dc0, float *dw_ih,
+    float *dw_hh, float *db_ih, float *db_hh, float *workspace);
+int pyrnn_gru_forward_f32(int64_t T, int64_t B, int64_t I, int64_t H, int reverse, int training,
+    int reset_after, const float *x, const float *h0, const float *w_ih, const float *w_hh,
+    const float *b_ih, const float *b_hh, const int64_t *lengths, float *y, float *h_n,
+    float *workspace);
+int pyrnn_gru_backward_f32(int64_t T, int64_t B, int64_t I, int64_t H, int reverse,
+    int reset_after, const float *x, const float *h0, const float *w_ih, const float *w_hh,
+    const float *b_ih, const float *b_hh, const int64_t *lengths, const float *dy,
+    const float *dh_n, float *dx, float *dh0, float *dw_ih, float *dw_hh, float *db_ih,
+    float *db_hh, float *workspace);
+
+int pyrnn_rnn_forward_f64(int64_t T, int64_t B, int64_t I, int64_t H, int reverse, int training,
+    int relu, const double *x, const double *h0, const double *w_ih, const double *w_hh,
+    const double *b_ih, const double *b_hh, const int64_t *lengths, double *y, double *h_n,
+    double *workspace);
+int pyrnn_rnn_backward_f64(int64_t T, int64_t B, int64_t I, int64_t H, int reverse, int relu,
+    const double *x, const double *h0, const double *w_ih, const double *w_hh,
+    const double *b_ih, const double *b_hh, const int64_t *lengths, const double *dy,
+    const double *dh_n, double *dx, double *dh0, double *dw_ih, double *dw_hh, double *db_ih,
+    double *db_hh, double *workspace);
+int pyrnn_lstm_forward_f64(int64_t T, int64_t B, int64_t I, int64_t H, int reverse,
+    int training, const double *x, const double *h0, const double *c0, const double *w_ih,
+    const double *w_hh, const double *b_ih, const double *b_hh, const int64_t *lengths,
+    double *y, double *h_n, double *c_n, double *workspace);
+int pyrnn_lstm_backward_f64(int64_t T, int64_t B, int64_t I, int64_t H, int reverse,
+    const double *x, const double *h0, const double *c0, const double *w_ih,
+    const double *w_hh, const double *b_ih, const double *b_hh, const int64_t *lengths,
+    const double *dy, const double *dh_n, const double *dc_n, double *dx, double *dh0,
+    double *dc0, double *dw_ih, double *dw_hh, double *db_ih, double *db_hh,
+    double *workspace);
+int pyrnn_gru_forward_f64(int64_t T, int64_t B, int64_t I, int64_t H, int reverse, int training,
+    int reset_after, const double *x, const double *h0, const double *w_ih, const double *w_hh,
+    const double *b_ih, const double *b_hh, const int64_t *lengths, double *y, double *h_n,
+    double *workspace);
+int pyrnn_gru_backward_f64(int64_t T, int64_t B, int64_t I, int64_t H, int reverse,
+    int reset_after, const double *x, const double *h0, const double *w_ih,
+    const double *w_hh, const double *b_ih, const double *b_hh, const int64_t *lengths,
+    const double *dy, const double *dh_n, double *dx, double *dh0, double *dw_ih,
+    double *dw_hh, double *db_ih, double *db_hh, double *workspace);
+
+/* y[k] = sigmoid(x[k]) (kind 0) or tanh(x[k]) (kind 1) for k < n, with the vectorised
+ * activations the cells use on the chosen instruction set (exposed so tests can check their
+ * error bound, stated in activations.h). */
+int pyrnn_activation_f32(int kind, int64_t n, const float *x, float *y);
+int pyrnn_activation_f64(int kind, int64_t n, const double *x, double *y);
+
+/* Threads the kernels may use (n >= 1; the initial value is $PYRNN_NUM_THREADS, else the
+ * OpenMP default). Small problems use fewer. Results do not depend on it. */
+int pyrnn_set_num_threads(int n);
+int pyrnn_get_num_threads(void);
+/* "avx512", "avx2" or "generic": the kernels chosen at first use from cpuid and
+ * $PYRNN_DISABLE_CPU_FEATURES (a comma list of avx512, avx2). */
+const char *pyrnn_isa_name(void);
+/* 1 when built with OpenMP, else 0 (then the kernels run on one thread). */
+int pyrnn_has_openmp(void);
 /* PYRNN_CDEF_END */
 
 #ifdef __cplusplus

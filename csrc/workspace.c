@@ -1,31 +1,44 @@
-/* Workspace sizes: the only place they are computed. The layouts are documented next to each
- * cell (rnn.c, lstm.c, gru.c) and mirrored by pyrnn/ref (a test checks they agree). */
-#include "pyrnn.h"
+/* Size checks and workspace sizes: the only place the sizes are computed. The layouts are
+ * documented next to each cell (rnn.c, lstm.c, gru.c) and mirrored by pyrnn/ref (a test checks
+ * that the lengths agree). */
+#include "common.h"
 
-static int sizes_ok(int64_t T, int64_t B, int64_t I, int64_t H)
+int pyrnn_check_sizes(int64_t T, int64_t B, int64_t I, int64_t H)
 {
-    /* keep T*B*11*H far from overflowing int64 */
-    const int64_t cap = (int64_t)1 << 40;
-    return T >= 1 && B >= 1 && I >= 1 && H >= 1 && T < cap && B < cap && I < cap && H < cap &&
-           (double)T * (double)B * (double)H * 16.0 < (double)((int64_t)1 << 62);
+    if (T < 1 || B < 1 || I < 1 || H < 1) return PYRNN_ERR_SIZE;
+    /* every region offset (at most ~16*T*B*H + 12*H*H + I*H elements, in bytes) fits int64 */
+    const double t = (double)T, b = (double)B, i = (double)I, h = (double)H + PYRNN_HPAD;
+    const double elems = 16.0 * t * b * h + 12.0 * h * h + 4.0 * i * h + t * b * i;
+    return elems * 8.0 < 0x1p62 ? PYRNN_OK : PYRNN_ERR_SIZE;
+}
+
+/* The regions every cell appends to the reference's (cell_common.h carves them): recurrent
+ * sums of the current step [G*B*Hp], transposed states or gate gradients [2*G*H*B], packed
+ * recurrent weights [G*Hp*H], the GEMM's packed panels [128*roundup(max(G*H, I), 32)]. */
+static int64_t tail(int64_t B, int64_t I, int64_t H, int64_t G)
+{
+    const int64_t Hp = pyrnn_hpad(H);
+    const int64_t gemm_n = G * H > I ? G * H : I;
+    return G * B * Hp + 2 * G * H * B + G * Hp * H + 128 * ((gemm_n + 31) / 32 * 32);
 }
 
 int64_t pyrnn_rnn_workspace_len(int64_t T, int64_t B, int64_t I, int64_t H, int training)
 {
-    if (!sizes_ok(T, B, I, H)) return -1;
-    return training ? 3 * T * B * H + B * H : T * B * H;
+    if (pyrnn_check_sizes(T, B, I, H) != PYRNN_OK) return -1;
+    return (training ? 3 * T * B * H + B * H : T * B * H + 2 * B * H) + tail(B, I, H, 1);
 }
 
 int64_t pyrnn_lstm_workspace_len(int64_t T, int64_t B, int64_t I, int64_t H, int training)
 {
-    if (!sizes_ok(T, B, I, H)) return -1;
-    return training ? 11 * T * B * H + 2 * B * H : 4 * T * B * H;
+    if (pyrnn_check_sizes(T, B, I, H) != PYRNN_OK) return -1;
+    return (training ? 11 * T * B * H + 2 * B * H : 4 * T * B * H + 4 * B * H) + tail(B, I, H, 4);
 }
 
 int64_t pyrnn_gru_workspace_len(int64_t T, int64_t B, int64_t I, int64_t H, int training,
                                 int reset_after)
 {
-    if (!sizes_ok(T, B, I, H)) return -1;
-    if (!training) return 3 * T * B * H + 3 * B * H;
-    return (reset_after ? 11 : 8) * T * B * H + 2 * B * H;
+    if (pyrnn_check_sizes(T, B, I, H) != PYRNN_OK) return -1;
+    const int64_t head = training ? (reset_after ? 11 : 8) * T * B * H + 2 * B * H
+                                  : 3 * T * B * H + 3 * B * H;
+    return head + tail(B, I, H, 3);
 }

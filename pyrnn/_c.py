@@ -1,8 +1,98 @@
-"""The C backend: pyrnn's compiled kernels through cffi."""
+"""The C backend: pyrnn's compiled kernels through cffi.
+
+The same function table as :mod:`pyrnn.ref`, with the same signatures and return values. The
+kernel (float32 or float64) follows ``x.dtype``; other arrays are converted to it (no copy when
+they already match) and passed as pointers to C-contiguous data; outputs are allocated here with
+NumPy. The workspace is used as given, so it must already have the right dtype and length.
+The GIL is released while a kernel runs.
+"""
 
 from __future__ import annotations
 
+import numpy as np
+
+from ._errors import PyrnnError
 from ._pyrnn_c import ffi, lib
+
+_CTYPES = {np.dtype(np.float32): ("float[]", "f32"), np.dtype(np.float64): ("double[]", "f64")}
+
+
+def _shape(shape) -> str:
+    return "[" + ",".join(str(s) for s in shape) + "]"
+
+
+class _Call:
+    """The arguments of one kernel call: sizes from x and w_hh, pointers, checks on the way."""
+
+    def __init__(self, x, w_hh, gates: int):
+        x = np.asarray(x)
+        if x.dtype not in _CTYPES:
+            raise TypeError(f"x: expected float32 or float64 data, got dtype {x.dtype}")
+        if x.ndim != 3 or np.ndim(w_hh) != 2:
+            raise ValueError(f"x: expected [T,B,I] and w_hh [G*H,H], got shapes "
+                             f"{_shape(x.shape)} and {_shape(np.shape(w_hh))}")
+        self.dtype = x.dtype
+        self.ctype, self.suffix = _CTYPES[x.dtype]
+        self.T, self.B, self.I = x.shape
+        self.H = np.shape(w_hh)[1]
+        self.G = gates
+
+    def array(self, name: str, a, shape):
+        """A pointer to ``a`` as a C-contiguous array of ``shape``; NULL for None."""
+        if a is None:
+            return ffi.NULL
+        a = np.ascontiguousarray(a, dtype=self.dtype)
+        if a.shape != shape:
+            raise ValueError(f"{name}: expected shape {_shape(shape)}, got {_shape(a.shape)}")
+        return ffi.from_buffer(self.ctype, a)
+
+    def required(self, name: str, a, shape):
+        if a is None:
+            raise ValueError(f"{name}: expected an array of shape {_shape(shape)}, got None")
+        return self.array(name, a, shape)
+
+    def weights(self, w_ih, w_hh, b_ih, b_hh):
+        """Pointers to w_ih [G*H,I], w_hh [G*H,H], b_ih, b_hh [G*H] (both or neither)."""
+        GH = self.G * self.H
+        if (b_ih is None) != (b_hh is None):
+            raise ValueError("b_ih, b_hh: expected both arrays or both None")
+        return (self.required("w_ih", w_ih, (GH, self.I)),
+                self.required("w_hh", w_hh, (GH, self.H)),
+                self.array("b_ih", b_ih, (GH,)), self.array("b_hh", b_hh, (GH,)))
+
+    def lengths(self, lengths):
+        if lengths is None:
+            return ffi.NULL
+        a = np.ascontiguousarray(lengths, dtype=np.int64)
+        if a.shape != (self.B,):
+            raise ValueError(f"lengths: expected shape [{self.B}], got {_shape(a.shape)}")
+        return ffi.from_buffer("int64_t[]", a)
+
+    def workspace(self, workspace, need: int):
+        """A pointer into ``workspace`` itself: backward reads what forward left there."""
+        if not isinstance(workspace, np.ndarray) or workspace.dtype != self.dtype:
+            raise TypeError(f"workspace: expected a NumPy array of {self.dtype}, got "
+                            f"{getattr(workspace, 'dtype', type(workspace).__name__)}")
+        if (workspace.ndim != 1 or workspace.size < need
+                or not workspace.flags.c_contiguous or not workspace.flags.writeable):
+            raise ValueError(f"workspace: expected a writeable contiguous 1-D array of at least "
+                             f"{need} elements, got shape {_shape(workspace.shape)}")
+        return ffi.from_buffer(self.ctype, workspace)
+
+    def outputs(self, *shapes):
+        """New arrays of these shapes (None: no array) and pointers to them."""
+        arrays = [None if s is None else np.empty(s, dtype=self.dtype) for s in shapes]
+        ptrs = [ffi.NULL if a is None else ffi.from_buffer(self.ctype, a) for a in arrays]
+        return arrays, ptrs
+
+    def run(self, name: str, *args) -> None:
+        """Call pyrnn_<name>_<f32|f64> and turn a failure status into PyrnnError."""
+        full = f"pyrnn_{name}_{self.suffix}"
+        status = getattr(lib, full)(self.T, self.B, self.I, self.H, *args)
+        if status != 0:
+            message = ffi.string(lib.pyrnn_status_message(status)).decode()
+            raise PyrnnError(f"{full} failed (status {status}: {message}); this is a bug in "
+                             "pyrnn, please report it")
 
 
 def _workspace_len(n: int) -> int:
@@ -20,11 +110,100 @@ def lstm_workspace_len(T: int, B: int, I: int, H: int, training: bool) -> int:
 
 
 def gru_workspace_len(T: int, B: int, I: int, H: int, training: bool, reset_after: bool) -> int:
-    return _workspace_len(lib.pyrnn_gru_workspace_len(T, B, I, H, int(training), int(reset_after)))
+    return _workspace_len(lib.pyrnn_gru_workspace_len(T, B, I, H, int(training),
+                                                      int(reset_after)))
+
+
+def _forward(kind, gates, need, x, states, weights, lengths, workspace, flags, n_states):
+    """Shared body of the three forwards: returns y [T,B,H] and the final states [B,H]."""
+    call = _Call(x, weights[1], gates)
+    T, B, H = call.T, call.B, call.H
+    ptrs = [call.array(name, s, (B, H)) for name, s in states]
+    outs, out_ptrs = call.outputs((T, B, H), *[(B, H)] * n_states)
+    call.run(f"{kind}_forward", *flags, call.array("x", x, (T, B, call.I)), *ptrs,
+             *call.weights(*weights), call.lengths(lengths), *out_ptrs,
+             call.workspace(workspace, need(call.T, call.B, call.I, call.H)))
+    return tuple(outs)
+
+
+def _backward(kind, gates, need, x, states, weights, lengths, dy, grads_n, workspace, flags):
+    """Shared body of the three backwards: dx, d<states>, dw_ih, dw_hh, db_ih, db_hh."""
+    call = _Call(x, weights[1], gates)
+    T, B, I, H = call.T, call.B, call.I, call.H
+    GH = gates * H
+    bias = weights[2] is not None
+    outs, out_ptrs = call.outputs((T, B, I), *[(B, H)] * len(states), (GH, I), (GH, H),
+                                  (GH,) if bias else None, (GH,) if bias else None)
+    call.run(f"{kind}_backward", *flags, call.array("x", x, (T, B, I)),
+             *[call.array(name, s, (B, H)) for name, s in states], *call.weights(*weights),
+             call.lengths(lengths), call.required("dy", dy, (T, B, H)),
+             *[call.array(name, g, (B, H)) for name, g in grads_n], *out_ptrs,
+             call.workspace(workspace, need(T, B, I, H)))
+    return tuple(outs)
+
+
+def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, workspace, *, reverse=False,
+                training=False, relu=False):
+    """See :func:`pyrnn.ref.rnn_forward`. Returns y [T,B,H], h_n [B,H]."""
+    return _forward("rnn", 1, lambda *size: rnn_workspace_len(*size, training),
+                    x, [("h0", h0)], (w_ih, w_hh, b_ih, b_hh), lengths, workspace,
+                    (int(reverse), int(training), int(relu)), 1)
+
+
+def rnn_backward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, dy, dh_n, workspace, *, reverse=False,
+                 relu=False):
+    """See :func:`pyrnn.ref.rnn_backward`. Returns dx, dh0, dw_ih, dw_hh, db_ih, db_hh."""
+    return _backward("rnn", 1, lambda *size: rnn_workspace_len(*size, True), x, [("h0", h0)],
+                     (w_ih, w_hh, b_ih, b_hh), lengths, dy, [("dh_n", dh_n)], workspace,
+                     (int(reverse), int(relu)))
+
+
+def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, workspace, *, reverse=False,
+                 training=False):
+    """See :func:`pyrnn.ref.lstm_forward`. Returns y [T,B,H], h_n [B,H], c_n [B,H]."""
+    return _forward("lstm", 4, lambda *size: lstm_workspace_len(*size, training),
+                    x, [("h0", h0), ("c0", c0)], (w_ih, w_hh, b_ih, b_hh), lengths, workspace,
+                    (int(reverse), int(training)), 2)
+
+
+def lstm_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, dy, dh_n, dc_n, workspace, *,
+                  reverse=False):
+    """See :func:`pyrnn.ref.lstm_backward`. Returns dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh."""
+    return _backward("lstm", 4, lambda *size: lstm_workspace_len(*size, True), x,
+                     [("h0", h0), ("c0", c0)], (w_ih, w_hh, b_ih, b_hh), lengths, dy,
+                     [("dh_n", dh_n), ("dc_n", dc_n)], workspace, (int(reverse),))
+
+
+def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, workspace, *, reverse=False,
+                training=False, reset_after=True):
+    """See :func:`pyrnn.ref.gru_forward`. Returns y [T,B,H], h_n [B,H]."""
+    return _forward("gru", 3, lambda *size: gru_workspace_len(*size, training, reset_after),
+                    x, [("h0", h0)], (w_ih, w_hh, b_ih, b_hh), lengths, workspace,
+                    (int(reverse), int(training), int(reset_after)), 1)
+
+
+def gru_backward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, dy, dh_n, workspace, *, reverse=False,
+                 reset_after=True):
+    """See :func:`pyrnn.ref.gru_backward`. Returns dx, dh0, dw_ih, dw_hh, db_ih, db_hh."""
+    return _backward("gru", 3, lambda *size: gru_workspace_len(*size, True, reset_after), x,
+                     [("h0", h0)], (w_ih, w_hh, b_ih, b_hh), lengths, dy, [("dh_n", dh_n)],
+                     workspace, (int(reverse), int(reset_after)))
+
+
+def set_num_threads(n: int) -> None:
+    """Threads the kernels may use from now on (n >= 1); results do not depend on it."""
+    if lib.pyrnn_set_num_threads(int(n)) != 0:
+        raise ValueError(f"set_num_threads: expected a positive int, got {n!r}")
 
 
 def info() -> dict:
-    return {"version": ffi.string(lib.pyrnn_version()).decode()}
+    """The instruction set chosen, the thread setting, OpenMP and the library version."""
+    return {
+        "version": ffi.string(lib.pyrnn_version()).decode(),
+        "isa": ffi.string(lib.pyrnn_isa_name()).decode(),
+        "threads": lib.pyrnn_get_num_threads(),
+        "openmp": bool(lib.pyrnn_has_openmp()),
+    }
 
 
 def check_available() -> None:

@@ -54,6 +54,24 @@ def valid_mask(lengths: np.ndarray | None, T: int, B: int) -> np.ndarray:
     return (np.arange(T)[:, None] < np.asarray(lengths)[None, :])[:, :, None]
 
 
+# Hidden sizes are rounded up to a multiple of this in the compiled kernels' per-unit-block
+# regions (csrc/common.h, PYRNN_HPAD).
+HPAD = 16
+
+
+def kernel_regions_len(B: int, I: int, H: int, G: int) -> int:
+    """Elements of the regions the compiled kernels append to every workspace layout.
+
+    The reference carves them but does not use them (csrc/cell_common.h does):
+    acc [G*B*Hp] recurrent sums of the current step; tbuf [2,G*H,B] transposed states or gate
+    gradients; wpack [G*Hp*H] packed recurrent weights; bpack [128*roundup(max(G*H, I), 32)]
+    the GEMMs' packed panels (Hp = H rounded up to a multiple of HPAD).
+    """
+    Hp = -(-H // HPAD) * HPAD
+    gemm_n = -(-max(G * H, I) // 32) * 32
+    return G * B * Hp + 2 * G * H * B + G * Hp * H + 128 * gemm_n
+
+
 def carve(workspace: np.ndarray, shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
     """Consecutive C-contiguous views of ``shapes`` from the front of a 1-D ``workspace``."""
     need = sum(math.prod(s) for s in shapes)

@@ -13,7 +13,9 @@ Workspace layout (elements of the data type), training:
     dgh   [T,B,3H] backward, reset_after only: gradient of h @ w_hh^T + b_hh (differs in n)
     dh    [B,H]    backward: gradient of the carried state
     drh   [B,H]    backward, reset_before only: gradient of r * h
-Inference keeps ``gates`` and a [B,3H] scratch for the recurrent product.
+Inference keeps ``gates`` and a [B,3H] scratch (the compiled kernels double-buffer the state
+in its first 2*B*H). Both layouts end with the compiled kernels' own regions
+(``common.kernel_regions_len``), which the reference carves and leaves alone.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from .common import (
     carve,
     dsigmoid_from_output,
     dtanh_from_output,
+    kernel_regions_len,
     sigmoid,
     step_order,
     tanh,
@@ -34,17 +37,22 @@ from .common import (
 def gru_workspace_len(T: int, B: int, I: int, H: int, training: bool, reset_after: bool) -> int:
     """Elements of workspace that gru_forward (and, when ``training``, gru_backward) need."""
     if not training:
-        return 3 * T * B * H + 3 * B * H
-    return (11 if reset_after else 8) * T * B * H + 2 * B * H
+        head = 3 * T * B * H + 3 * B * H
+    else:
+        head = (11 if reset_after else 8) * T * B * H + 2 * B * H
+    return head + kernel_regions_len(B, I, H, 3)
 
 
-def _workspace(workspace, T, B, H, training, reset_after):
+def _workspace(workspace, T, B, H, training, reset_after, I=None):
+    # the compiled kernels' regions are carved (so their size is checked) when I is known
+    kernels = [] if I is None else [(kernel_regions_len(B, I, H, 3),)]
     if not training:
-        gates, gh = carve(workspace, [(T, B, 3 * H), (B, 3 * H)])
+        gates, gh = carve(workspace, [(T, B, 3 * H), (B, 3 * H)] + kernels)[:2]
         return gates, gh, None, None, None, None, None, None
     dgh_shape = (T, B, 3 * H) if reset_after else (0,)
     gates, extra, hprev, dgx, dgh, dh, drh = carve(
-        workspace, [(T, B, 3 * H), (T, B, H), (T, B, H), (T, B, 3 * H), dgh_shape, (B, H), (B, H)])
+        workspace, [(T, B, 3 * H), (T, B, H), (T, B, H), (T, B, 3 * H), dgh_shape, (B, H), (B, H)]
+        + kernels)[:7]
     # reset_before's h-side pre-activation gradient equals the x side's: dgh is dgx
     return gates, None, extra, hprev, dgx, dgh if reset_after else dgx, dh, drh
 
@@ -59,7 +67,8 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, workspace, *, reverse=Fa
     """
     T, B, I = x.shape
     H = w_hh.shape[1]
-    gates, _, extra, hprev, _, _, _, _ = _workspace(workspace, T, B, H, training, reset_after)
+    gates, _, extra, hprev, _, _, _, _ = _workspace(workspace, T, B, H, training, reset_after,
+                                                    I)
     valid = valid_mask(lengths, T, B)
     w_hrz, w_hn = w_hh[: 2 * H], w_hh[2 * H :]
 
@@ -106,7 +115,8 @@ def gru_backward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, dy, dh_n, workspace, *,
     """
     T, B, I = x.shape
     H = w_hh.shape[1]
-    gates, _, extra, hprev, dgx, dgh, dh, drh = _workspace(workspace, T, B, H, True, reset_after)
+    gates, _, extra, hprev, dgx, dgh, dh, drh = _workspace(workspace, T, B, H, True,
+                                                          reset_after, I)
     valid = valid_mask(lengths, T, B)
     w_hrz, w_hn = w_hh[: 2 * H], w_hh[2 * H :]
 

@@ -10,7 +10,10 @@ Workspace layout (elements of the data type), training:
     tanh_c [T,B,H]  tanh(c_t) of every step
     dgates [T,B,4H] backward: gradient of the pre-activations
     dh, dc [B,H]    backward: gradients of the carried states
-Inference keeps only ``gates`` (the input projection, then the activations).
+Inference keeps ``gates`` (the input projection, then the activations) and
+    hbuf, cbuf [2,B,H]  the states, double-buffered across steps (used by the compiled kernels).
+Both layouts end with the compiled kernels' own regions (``common.kernel_regions_len``), which
+the reference carves and leaves alone.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from .common import (
     carve,
     dsigmoid_from_output,
     dtanh_from_output,
+    kernel_regions_len,
     sigmoid,
     step_order,
     tanh,
@@ -30,14 +34,17 @@ from .common import (
 
 def lstm_workspace_len(T: int, B: int, I: int, H: int, training: bool) -> int:
     """Elements of workspace that lstm_forward (and, when ``training``, lstm_backward) need."""
-    return 11 * T * B * H + 2 * B * H if training else 4 * T * B * H
+    head = 11 * T * B * H + 2 * B * H if training else 4 * T * B * H + 4 * B * H
+    return head + kernel_regions_len(B, I, H, 4)
 
 
-def _workspace(workspace, T, B, H, training):
+def _workspace(workspace, T, B, H, training, I=None):
+    # the compiled kernels' regions are carved (so their size is checked) when I is known
+    kernels = [] if I is None else [(kernel_regions_len(B, I, H, 4),)]
     if training:
         return carve(workspace, [(T, B, 4 * H), (T, B, H), (T, B, H), (T, B, H), (T, B, 4 * H),
-                                 (B, H), (B, H)])
-    return carve(workspace, [(T, B, 4 * H)]) + [None] * 6
+                                 (B, H), (B, H)] + kernels)[:7]
+    return carve(workspace, [(T, B, 4 * H), (2, B, H), (2, B, H)] + kernels)[:1] + [None] * 6
 
 
 def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, workspace, *, reverse=False,
@@ -50,7 +57,7 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, workspace, *, rever
     """
     T, B, I = x.shape
     H = w_hh.shape[1]
-    gates, hprev, cprev, tanh_c, _, _, _ = _workspace(workspace, T, B, H, training)
+    gates, hprev, cprev, tanh_c, _, _, _ = _workspace(workspace, T, B, H, training, I)
     valid = valid_mask(lengths, T, B)
 
     # 1. input projection for all steps as one GEMM: gates = x @ w_ih^T + b_ih + b_hh
@@ -89,7 +96,7 @@ def lstm_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, dy, dh_n, dc_n, wo
     """
     T, B, I = x.shape
     H = w_hh.shape[1]
-    gates, hprev, cprev, tanh_c, dgates, dh, dc = _workspace(workspace, T, B, H, True)
+    gates, hprev, cprev, tanh_c, dgates, dh, dc = _workspace(workspace, T, B, H, True, I)
     valid = valid_mask(lengths, T, B)
 
     # 1. reverse time loop: dgates[t] and the carried gradients only

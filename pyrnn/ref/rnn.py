@@ -7,7 +7,10 @@ Workspace layout (elements of the data type), training:
     hprev  [T,B,H]  the state entering every step
     dgates [T,B,H]  backward: gradient of the pre-activation
     dh     [B,H]    backward: gradient of the carried state
-Inference keeps only ``gates`` (it holds the input projection, then the activations).
+Inference keeps ``gates`` (it holds the input projection, then the activations) and
+    hbuf   [2,B,H]  the state, double-buffered across steps (used by the compiled kernels).
+Both layouts end with the compiled kernels' own regions (``common.kernel_regions_len``), which
+the reference carves and leaves alone.
 """
 
 from __future__ import annotations
@@ -15,18 +18,21 @@ from __future__ import annotations
 import numpy as np
 
 from . import common
-from .common import carve, step_order, valid_mask
+from .common import carve, kernel_regions_len, step_order, valid_mask
 
 
 def rnn_workspace_len(T: int, B: int, I: int, H: int, training: bool) -> int:
     """Elements of workspace that rnn_forward (and, when ``training``, rnn_backward) need."""
-    return 3 * T * B * H + B * H if training else T * B * H
+    head = 3 * T * B * H + B * H if training else T * B * H + 2 * B * H
+    return head + kernel_regions_len(B, I, H, 1)
 
 
-def _workspace(workspace, T, B, H, training):
+def _workspace(workspace, T, B, H, training, I=None):
+    # the compiled kernels' regions are carved (so their size is checked) when I is known
+    kernels = [] if I is None else [(kernel_regions_len(B, I, H, 1),)]
     if training:
-        return carve(workspace, [(T, B, H), (T, B, H), (T, B, H), (B, H)])
-    return carve(workspace, [(T, B, H)]) + [None, None, None]
+        return carve(workspace, [(T, B, H), (T, B, H), (T, B, H), (B, H)] + kernels)[:4]
+    return carve(workspace, [(T, B, H), (2, B, H)] + kernels)[:1] + [None, None, None]
 
 
 def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, workspace, *, reverse=False,
@@ -40,7 +46,7 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, workspace, *, reverse=Fa
     T, B, I = x.shape
     H = w_hh.shape[1]
     act = common.relu if relu else common.tanh
-    gates, hprev, _, _ = _workspace(workspace, T, B, H, training)
+    gates, hprev, _, _ = _workspace(workspace, T, B, H, training, I)
     valid = valid_mask(lengths, T, B)
 
     # 1. input projection for all steps as one GEMM: gates = x @ w_ih^T + b_ih + b_hh
@@ -71,7 +77,7 @@ def rnn_backward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, dy, dh_n, workspace, *,
     T, B, I = x.shape
     H = w_hh.shape[1]
     dact = common.drelu_from_output if relu else common.dtanh_from_output
-    gates, hprev, dgates, dh = _workspace(workspace, T, B, H, True)
+    gates, hprev, dgates, dh = _workspace(workspace, T, B, H, True, I)
     valid = valid_mask(lengths, T, B)
 
     # 1. reverse time loop: dgates[t] and the carried gradient only

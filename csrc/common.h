@@ -1,0 +1,70 @@
+/* Private helpers shared by every translation unit: instruction sets, threads, the per-call
+ * argument block and the kernel tables that the public entry points dispatch through. */
+#ifndef PYRNN_COMMON_H
+#define PYRNN_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pyrnn.h"
+
+#define PYRNN_RESTRICT restrict
+#define PYRNN_CAT_(a, b) a##b
+#define PYRNN_CAT(a, b) PYRNN_CAT_(a, b)
+
+/* Hidden sizes are rounded up to a multiple of this many units in the workspace regions that
+ * hold per-unit-block tiles, so the layout does not depend on the instruction set (16 is the
+ * widest vector, float32 on AVX-512). */
+#define PYRNN_HPAD 16
+static inline int64_t pyrnn_hpad(int64_t H) { return (H + PYRNN_HPAD - 1) / PYRNN_HPAD * PYRNN_HPAD; }
+
+/* ---- instruction sets (cpu.c) ---- */
+enum pyrnn_isa { PYRNN_ISA_GENERIC = 0, PYRNN_ISA_AVX2 = 1, PYRNN_ISA_AVX512 = 2 };
+/* The best instruction set this CPU and PYRNN_DISABLE_CPU_FEATURES allow; decided once. */
+enum pyrnn_isa pyrnn_isa(void);
+
+/* ---- threads (threads.c) ---- */
+/* Threads for a parallel section doing `work` flops, when at least `per_thread` flops make a
+ * thread worth waking, capped by the setting and by `max_parts` independent parts. */
+int pyrnn_threads_for(double work, double per_thread, int64_t max_parts);
+/* Runs body(ctx, tid, nth) on nth threads (one team) and returns when all are done. */
+void pyrnn_team(int nth, void (*body)(void *ctx, int tid, int nth), void *ctx);
+/* [begin, end) of n parts for thread tid of nth: contiguous, the same for every step. */
+static inline void pyrnn_share(int64_t n, int tid, int nth, int64_t *begin, int64_t *end)
+{
+    *begin = n * tid / nth;
+    *end = n * (tid + 1) / nth;
+}
+#ifdef _OPENMP
+#define PYRNN_BARRIER() do { _Pragma("omp barrier") } while (0)
+#else
+#define PYRNN_BARRIER() ((void)0)
+#endif
+
+/* ---- argument validation (workspace.c, validate.c) ---- */
+/* PYRNN_OK when sizes are >= 1 and small enough that every workspace offset fits int64. */
+int pyrnn_check_sizes(int64_t T, int64_t B, int64_t I, int64_t H);
+/* Everything an entry point checks: sizes, the n_required pointers non-NULL, b_ih and b_hh
+ * both given or both NULL, with a bias the two bias gradients non-NULL (bias_grads, when not
+ * NULL, points at them), lengths (NULL or each in 1..T). Returns a status. */
+int pyrnn_check_call(int64_t T, int64_t B, int64_t I, int64_t H, const void *const *required,
+                     int n_required, const void *b_ih, const void *b_hh,
+                     const void *const *bias_grads, const int64_t *lengths);
+
+/* ---- the per-call argument block and kernel tables, one per data type ---- */
+#define real float
+#define SFX f32
+#include "call.h"
+#undef real
+#undef SFX
+#define real double
+#define SFX f64
+#include "call.h"
+#undef real
+#undef SFX
+
+/* The table for the chosen instruction set (cpu.c). */
+const struct pyrnn_kernels_f32 *pyrnn_kernels_f32(void);
+const struct pyrnn_kernels_f64 *pyrnn_kernels_f64(void);
+
+#endif /* PYRNN_COMMON_H */

@@ -1,0 +1,295 @@
+/* GEMM micro-kernels and the blocked GEMM built on them, for one instruction set and data type.
+ * Included by kernels_impl.h after simd.h. No include guard on purpose.
+ *
+ * The micro-kernel computes an mr x (nv*VW) tile of C in registers:
+ *     C(i, :) (+)= sum_k A(i, k) * B(k, :),   A(i, k) = a[k*lda + i],  B(k, :) = b[k*ldb ...]
+ * so A is read "k-major" (a packed micro-panel, a transposed state, or a column-major view) and
+ * every row of B is nv whole vectors. Each element is one chain of FMAs in k order, whatever
+ * the tile's size or place: results do not depend on the blocking or on who computes a tile. */
+
+/* Rows of a tile of nv vectors: the accumulators use at most PYRNN_ACC_REGS registers. */
+#define MR_FOR(nv) ((PYRNN_ACC_REGS / (nv)) > 12 ? 12 : (PYRNN_ACC_REGS / (nv)))
+
+static inline __attribute__((always_inline)) void FN(mk_body)(
+    const int mr, const int nv, int64_t K, const real *PYRNN_RESTRICT a, int64_t lda,
+    const real *PYRNN_RESTRICT b, int64_t ldb, real *PYRNN_RESTRICT c, int64_t ldc, int load)
+{
+    V acc[12][4];
+#pragma GCC unroll 12
+    for (int i = 0; i < mr; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++)
+            acc[i][v] = load ? FN(vload)(c + i * ldc + v * VW) : FN(vdup)(0);
+    for (int64_t k = 0; k < K; k++) {
+        V bv[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) bv[v] = FN(vload)(b + k * ldb + v * VW);
+#pragma GCC unroll 12
+        for (int i = 0; i < mr; i++) {
+            const real s = a[k * lda + i];
+#pragma GCC unroll 4
+            for (int v = 0; v < nv; v++) acc[i][v] += s * bv[v];
+        }
+    }
+#pragma GCC unroll 12
+    for (int i = 0; i < mr; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) FN(vstore)(c + i * ldc + v * VW, acc[i][v]);
+}
+
+#define MK_CASE(MR, NV)                                                   \
+    case MR:                                                              \
+        if ((MR) <= MR_FOR(NV)) FN(mk_body)(MR, NV, K, a, lda, b, ldb, c, ldc, load); \
+        return;
+#define MK_CASES(NV)                                                                         \
+    switch (mr) {                                                                            \
+        MK_CASE(1, NV) MK_CASE(2, NV) MK_CASE(3, NV) MK_CASE(4, NV) MK_CASE(5, NV)           \
+        MK_CASE(6, NV) MK_CASE(7, NV) MK_CASE(8, NV) MK_CASE(9, NV) MK_CASE(10, NV)          \
+        MK_CASE(11, NV) MK_CASE(12, NV) default: return;                                     \
+    }
+
+/* The micro-kernel for 1 <= nv <= 4 and 1 <= mr <= MR_FOR(nv). */
+static void FN(mk)(int mr, int nv, int64_t K, const real *a, int64_t lda, const real *b,
+                   int64_t ldb, real *c, int64_t ldc, int load)
+{
+    switch (nv) {
+    case 1: MK_CASES(1)
+    case 2: MK_CASES(2)
+    case 3: MK_CASES(3)
+    case 4: MK_CASES(4)
+    default: return;
+    }
+}
+#undef MK_CASE
+#undef MK_CASES
+
+/* Batch 1: c[0 : nv*VW] = sum_k a[k] * b[k*ldb ...], bound by reading b. MV_SPLIT independent
+ * chains over interleaved k hide the FMA latency; they are added in a fixed order. */
+#define MV_SPLIT (PYRNN_ACC_REGS >= 24 ? 4 : 2)
+static inline __attribute__((always_inline)) void FN(mv_body)(
+    const int nv, int64_t K, const real *PYRNN_RESTRICT a, const real *PYRNN_RESTRICT b,
+    int64_t ldb, real *PYRNN_RESTRICT c)
+{
+    V acc[MV_SPLIT][4];
+#pragma GCC unroll 4
+    for (int s = 0; s < MV_SPLIT; s++)
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) acc[s][v] = FN(vdup)(0);
+    int64_t k = 0;
+    for (; k + MV_SPLIT <= K; k += MV_SPLIT)
+#pragma GCC unroll 4
+        for (int s = 0; s < MV_SPLIT; s++)
+#pragma GCC unroll 4
+            for (int v = 0; v < nv; v++)
+                acc[s][v] += a[k + s] * FN(vload)(b + (k + s) * ldb + v * VW);
+    for (; k < K; k++)
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) acc[0][v] += a[k] * FN(vload)(b + k * ldb + v * VW);
+#pragma GCC unroll 4
+    for (int v = 0; v < nv; v++) {
+#if MV_SPLIT == 4
+        FN(vstore)(c + v * VW, (acc[0][v] + acc[1][v]) + (acc[2][v] + acc[3][v]));
+#else
+        FN(vstore)(c + v * VW, acc[0][v] + acc[1][v]);
+#endif
+    }
+}
+
+static void FN(mv)(int nv, int64_t K, const real *a, const real *b, int64_t ldb, real *c)
+{
+    switch (nv) {
+    case 1: FN(mv_body)(1, K, a, b, ldb, c); return;
+    case 2: FN(mv_body)(2, K, a, b, ldb, c); return;
+    case 3: FN(mv_body)(3, K, a, b, ldb, c); return;
+    case 4: FN(mv_body)(4, K, a, b, ldb, c); return;
+    default: return;
+    }
+}
+
+/* The recurrent product of one unit-block tile for the whole batch:
+ *     acc[b][0 : nv*VW] = sum_{k<K} aT[k*B + b] * panel[k][0 : nv*VW]
+ * aT: [K,B] a transposed state (or gate gradient); panel: [K][nv*VW] packed weights;
+ * acc: [B][nv*VW]. K is cut into chunks whose panel slice stays in L1 while every row block
+ * of the batch passes over it. */
+static void FN(recur_tile)(int64_t B, int nv, int64_t K, const real *aT, const real *panel,
+                           real *acc)
+{
+    const int64_t w = (int64_t)nv * VW;
+    if (B == 1) {
+        FN(mv)(nv, K, aT, panel, w, acc);
+        return;
+    }
+    const int mrmax = MR_FOR(nv);
+    const int64_t kc = 16384 / (w * (int64_t)sizeof(real));
+    for (int64_t k0 = 0; k0 < K; k0 += kc) {
+        const int64_t kn = K - k0 < kc ? K - k0 : kc;
+        for (int64_t b0 = 0; b0 < B; b0 += mrmax) {
+            const int mr = B - b0 < mrmax ? (int)(B - b0) : mrmax;
+            FN(mk)(mr, nv, kn, aT + k0 * B + b0, B, panel + k0 * w, w, acc + b0 * w, w, k0 > 0);
+        }
+    }
+}
+
+/* Forward tiles, all gates of the same units together:
+ *     out[u][k][g][v] = w[(g*H + u*VW + v)*H + k]   (0 for units >= H)
+ * w: [G*H,H] rows of G gate blocks; out: [nblk][H][G][VW]; blocks u in [u0, u1) only. */
+static void FN(pack_tiles)(const real *w, int64_t H, int G, int64_t u0, int64_t u1, real *out)
+{
+    const int64_t tile = (int64_t)G * VW;
+    for (int64_t u = u0; u < u1; u++) {
+        real *o = out + u * H * tile;
+        for (int g = 0; g < G; g++)
+            for (int v = 0; v < VW; v++) {
+                const int64_t j = u * VW + v;
+                real *dst = o + g * VW + v;
+                if (j < H) {
+                    const real *src = w + (g * H + j) * H;
+                    for (int64_t k = 0; k < H; k++) dst[k * tile] = src[k];
+                } else {
+                    for (int64_t k = 0; k < H; k++) dst[k * tile] = 0;
+                }
+            }
+    }
+}
+
+/* Backward panels: out[u][k][v] = w[k*H + u*VW + v] for k < K (0 for units >= H).
+ * w: [K,H]; out: [nblk][K][VW]; blocks u in [u0, u1) only. */
+static void FN(pack_panels)(const real *w, int64_t K, int64_t H, int64_t u0, int64_t u1,
+                            real *out)
+{
+    for (int64_t u = u0; u < u1; u++) {
+        const int64_t j0 = u * VW, n = H - j0 < VW ? H - j0 : VW;
+        real *o = out + u * K * VW;
+        for (int64_t k = 0; k < K; k++) {
+            for (int64_t v = 0; v < n; v++) o[k * VW + v] = w[k * H + j0 + v];
+            for (int64_t v = n; v < VW; v++) o[k * VW + v] = 0;
+        }
+    }
+}
+
+/* ---- the blocked GEMM:  C[M,N] (+)= A[M,K] B[K,N] with strided views ----
+ * A(m, k) = A[m*rsa + k*csa], B(k, n) = B[k*rsb + n*csb], C row-major with ldc.
+ * Per K block of GEMM_KC: the team packs B into panels [KC][NR] in `bpack` (shared, at least
+ * GEMM_KC * roundup(N, 32) reals), one barrier, then every thread packs its own A blocks
+ * [MC x KC] on its stack and runs the micro-kernel over them. Threads share N panels (or M
+ * blocks when there are more of those); the split never changes any element's arithmetic. */
+#define GEMM_KC 128
+#define GEMM_NV 2
+#define GEMM_NR (GEMM_NV * VW)
+#define GEMM_MR MR_FOR(GEMM_NV)
+#define GEMM_MC (49152 / (GEMM_KC * (int)sizeof(real)) / GEMM_MR * GEMM_MR)
+
+struct FN(gemm) {
+    int64_t M, N, K;
+    const real *A;
+    int64_t rsa, csa;
+    const real *B;
+    int64_t rsb, csb;
+    real *C;
+    int64_t ldc;
+    int accumulate;
+    real *bpack;
+};
+
+static void FN(pack_a)(const struct FN(gemm) *g, int64_t m0, int64_t mc, int64_t k0,
+                       int64_t kc, real *out)
+{
+    for (int64_t i0 = 0; i0 < mc; i0 += GEMM_MR) {
+        const int64_t mr = mc - i0 < GEMM_MR ? mc - i0 : GEMM_MR;
+        real *o = out + i0 * kc;  /* micro-panel [kc][GEMM_MR] */
+        const real *src = g->A + (m0 + i0) * g->rsa + k0 * g->csa;
+        if (g->csa == 1) {
+            for (int64_t i = 0; i < mr; i++)
+                for (int64_t k = 0; k < kc; k++) o[k * GEMM_MR + i] = src[i * g->rsa + k];
+        } else {
+            for (int64_t k = 0; k < kc; k++)
+                for (int64_t i = 0; i < mr; i++) o[k * GEMM_MR + i] = src[i * g->rsa + k * g->csa];
+        }
+    }
+}
+
+static void FN(pack_b)(const struct FN(gemm) *g, int64_t p, int64_t k0, int64_t kc, real *out)
+{
+    const int64_t n0 = p * GEMM_NR, nr = g->N - n0 < GEMM_NR ? g->N - n0 : GEMM_NR;
+    const real *src = g->B + k0 * g->rsb + n0 * g->csb;
+    if (g->csb == 1) {
+        for (int64_t k = 0; k < kc; k++) {
+            memcpy(out + k * GEMM_NR, src + k * g->rsb, (size_t)nr * sizeof(real));
+            for (int64_t n = nr; n < GEMM_NR; n++) out[k * GEMM_NR + n] = 0;
+        }
+    } else {
+        for (int64_t n = 0; n < GEMM_NR; n++)
+            for (int64_t k = 0; k < kc; k++)
+                out[k * GEMM_NR + n] = n < nr ? src[n * g->csb + k * g->rsb] : 0;
+    }
+}
+
+static void FN(gemm_body)(void *ctx, int tid, int nth)
+{
+    const struct FN(gemm) *g = ctx;
+    const int64_t npan = (g->N + GEMM_NR - 1) / GEMM_NR;
+    const int64_t nmb = (g->M + GEMM_MC - 1) / GEMM_MC;
+    const int split_n = npan >= nmb;
+    int64_t p0, p1, m0, m1;
+    pyrnn_share(npan, tid, nth, &p0, &p1);
+    pyrnn_share(nmb, tid, nth, &m0, &m1);
+    const int64_t pb = split_n ? p0 : 0, pe = split_n ? p1 : npan;
+    const int64_t mb = split_n ? 0 : m0, me = split_n ? nmb : m1;
+    real apack[GEMM_MC * GEMM_KC] __attribute__((aligned(64)));
+    real ctile[GEMM_MR * GEMM_NR] __attribute__((aligned(64)));
+
+    for (int64_t k0 = 0; k0 < g->K; k0 += GEMM_KC) {
+        const int64_t kc = g->K - k0 < GEMM_KC ? g->K - k0 : GEMM_KC;
+        const int load = k0 > 0 || g->accumulate;
+        if (k0 > 0) PYRNN_BARRIER();  /* everyone is done with the previous panels */
+        for (int64_t p = p0; p < p1; p++) FN(pack_b)(g, p, k0, kc, g->bpack + p * kc * GEMM_NR);
+        PYRNN_BARRIER();
+        for (int64_t ib = mb; ib < me; ib++) {
+            const int64_t i0 = ib * GEMM_MC, mc = g->M - i0 < GEMM_MC ? g->M - i0 : GEMM_MC;
+            FN(pack_a)(g, i0, mc, k0, kc, apack);
+            for (int64_t p = pb; p < pe; p++) {
+                const int64_t n0 = p * GEMM_NR;
+                const int64_t nr = g->N - n0 < GEMM_NR ? g->N - n0 : GEMM_NR;
+                const real *bp = g->bpack + p * kc * GEMM_NR;
+                for (int64_t i = 0; i < mc; i += GEMM_MR) {
+                    const int mr = mc - i < GEMM_MR ? (int)(mc - i) : GEMM_MR;
+                    real *cp = g->C + (i0 + i) * g->ldc + n0;
+                    const real *ap = apack + i * kc;
+                    if (nr == GEMM_NR) {
+                        FN(mk)(mr, GEMM_NV, kc, ap, GEMM_MR, bp, GEMM_NR, cp, g->ldc, load);
+                        continue;
+                    }
+                    /* the last, partial panel goes through a full-width tile */
+                    for (int r = 0; r < mr && load; r++)
+                        memcpy(ctile + r * GEMM_NR, cp + r * g->ldc, (size_t)nr * sizeof(real));
+                    FN(mk)(mr, GEMM_NV, kc, ap, GEMM_MR, bp, GEMM_NR, ctile, GEMM_NR, load);
+                    for (int r = 0; r < mr; r++)
+                        memcpy(cp + r * g->ldc, ctile + r * GEMM_NR, (size_t)nr * sizeof(real));
+                }
+            }
+        }
+    }
+}
+
+/* C = A B (accumulate = 0) or C += A B, on a team sized to the work. */
+static void FN(gemm_run)(int64_t M, int64_t N, int64_t K, const real *A, int64_t rsa,
+                         int64_t csa, const real *B, int64_t rsb, int64_t csb, real *C,
+                         int64_t ldc, int accumulate, real *bpack)
+{
+    struct FN(gemm) g = {M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, bpack};
+    const int64_t npan = (N + GEMM_NR - 1) / GEMM_NR, nmb = (M + GEMM_MC - 1) / GEMM_MC;
+    const int nth = pyrnn_threads_for(2.0 * (double)M * (double)N * (double)K, 4e6,
+                                      npan > nmb ? npan : nmb);
+    pyrnn_team(nth, FN(gemm_body), &g);
+}
+
+/* sums[n] = sum over m of A[m*lda + n], rows in order (one thread: this is a light pass). */
+static void FN(column_sums)(int64_t M, int64_t N, const real *A, int64_t lda, real *sums)
+{
+    for (int64_t n0 = 0; n0 < N; n0 += VW) {
+        const int64_t n = N - n0 < VW ? N - n0 : VW;
+        V s = FN(vdup)(0);
+        for (int64_t m = 0; m < M; m++) s += FN(vload_n)(A + m * lda + n0, n);
+        FN(vstore_n)(sums + n0, s, n);
+    }
+}

@@ -1,0 +1,278 @@
+/* GRU forward and backward, both variants, for one instruction set and data type (layout:
+ * gru.c). Mirrors pyrnn/ref/gru.py: same local names, same numbered steps. Included by
+ * kernels_impl.h. No include guard on purpose.
+ *
+ * reset_after: one recurrent product h_prev @ w_hh^T per step, one barrier.
+ * reset_before: n needs (r * h_prev) @ w_hn^T, and r of every unit, so each step has two
+ * phases (r, z; then n) with a barrier after each; backward has three (dz, dn; dr; dh). */
+
+struct FN(gru_regions) {
+    real *gates, *extra, *hprev, *dgx, *dgh, *dh, *drh, *hbuf;
+    struct FN(tail) tail;
+};
+
+static struct FN(gru_regions) FN(gru_carve)(real *ws, int64_t T, int64_t B, int64_t H,
+                                            int training, int reset_after)
+{
+    struct FN(gru_regions) r = {0};
+    const int64_t TBH = T * B * H;
+    r.gates = ws;
+    if (training) {
+        r.extra = ws + 3 * TBH;
+        r.hprev = ws + 4 * TBH;
+        r.dgx = ws + 5 * TBH;
+        /* reset_before's h-side pre-activation gradient equals the x side's: dgh is dgx */
+        r.dgh = reset_after ? ws + 8 * TBH : r.dgx;
+        r.dh = ws + (reset_after ? 11 : 8) * TBH;
+        r.drh = r.dh + B * H;
+        r.tail = FN(carve_tail)(r.drh + B * H, B, H, 3);
+    } else {
+        r.hbuf = ws + 3 * TBH;
+        r.tail = FN(carve_tail)(r.hbuf + 3 * B * H, B, H, 3);
+    }
+    return r;
+}
+
+struct FN(gru_ctx) {
+    const struct PYRNN_CAT(pyrnn_call_, SFX) *c;
+    struct FN(gru_regions) r;
+    int64_t nblk;
+};
+
+static inline real *FN(gru_state)(const struct FN(gru_ctx) *x, int64_t s)
+{
+    const struct PYRNN_CAT(pyrnn_call_, SFX) *c = x->c;
+    if (c->training) return x->r.hprev + FN(step_at)(c->T, c->reverse, s) * c->B * c->H;
+    return x->r.hbuf + (s & 1) * c->B * c->H;
+}
+
+/* The input-side pre-activation of gate k (0 r, 1 z, 2 n) with the biases the reference folds
+ * into it: b_ih always, b_hh for r and z, and for n too when reset_before. */
+static inline V FN(gru_gx)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c, const real *g3, int k,
+                           int64_t ju, int64_t n)
+{
+    V gx = FN(vload_n)(g3 + k * c->H, n);
+    if (c->b_ih) {
+        gx += FN(vload_n)(c->b_ih + k * c->H + ju, n);
+        if (k < 2 || !c->flag) gx += FN(vload_n)(c->b_hh + k * c->H + ju, n);
+    }
+    return gx;
+}
+
+/* The end of every step: h = valid ? (1-z)*n + z*h_prev : h_prev, written to the next state,
+ * y and the transposed state. */
+static inline void FN(gru_output)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c, int64_t t,
+                                  int64_t b, int64_t ju, int64_t n, V z, V nv,
+                                  const real *h_prev, real *h, real *hT_next)
+{
+    const int64_t at = b * c->H + ju;
+    const V hp = FN(vload_n)(h_prev + at, n);
+    const int ok = FN(valid)(c->lengths, b, t);
+    const V hv = ok ? ((real)1 - z) * nv + z * hp : hp;
+    FN(vstore_n)(h + at, hv, n);
+    FN(vstore_n)(c->y + t * c->B * c->H + at, ok ? hv : FN(vdup)(0), n);
+    FN(scatter_t)(hv, n, ju, b, c->B, hT_next);
+}
+
+static void FN(gru_forward_team)(void *vctx, int tid, int nth)
+{
+    const struct FN(gru_ctx) *x = vctx;
+    const struct PYRNN_CAT(pyrnn_call_, SFX) *c = x->c;
+    const int64_t T = c->T, B = c->B, H = c->H, G = 3, Hp = pyrnn_hpad(H);
+    const int reset_after = c->flag;
+    real *gates = x->r.gates, *acc = x->r.tail.acc, *wpack = x->r.tail.wpack;
+    real *hT = x->r.tail.tbuf, *rhT = x->r.tail.tbuf + 2 * H * B;
+    real *wpack_n = wpack + 2 * Hp * H;  /* reset_before: the n rows' tiles */
+    int64_t u0, u1, j0, j1;
+    pyrnn_share(x->nblk, tid, nth, &u0, &u1);
+    FN(own_units)(H, u0, u1, &j0, &j1);
+    if (reset_after) {
+        FN(pack_tiles)(c->w_hh, H, 3, u0, u1, wpack);
+    } else {
+        FN(pack_tiles)(c->w_hh, H, 2, u0, u1, wpack);
+        FN(pack_tiles)(c->w_hh + 2 * H * H, H, 1, u0, u1, wpack_n);
+    }
+    FN(init_state)(c->h0, B, H, j0, j1, FN(gru_state)(x, 0), hT);
+    PYRNN_BARRIER();
+
+    // 2. time loop: recurrent product(s) and the fused pointwise update
+    for (int64_t s = 0; s < T; s++) {
+        const int64_t t = FN(step_at)(T, c->reverse, s);
+        const real *h_prev = FN(gru_state)(x, s);
+        real *h = s + 1 < T ? FN(gru_state)(x, s + 1) : c->h_n;
+        const real *hT_prev = hT + (s & 1) * H * B;
+        real *hT_next = hT + ((s + 1) & 1) * H * B;
+        for (int64_t u = u0; u < u1; u++) {
+            const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
+            const int tile = reset_after ? 3 : 2;
+            real *gh = acc + u * B * G * VW;  /* [B][r,z(,n)][VW] h_prev @ w_h{rz(n)}^T */
+            FN(recur_tile)(B, tile, H, hT_prev, wpack + u * H * tile * VW, gh);
+            for (int64_t b = 0; b < B; b++) {
+                real *g3 = gates + (t * B + b) * G * H + ju;
+                const real *ghb = gh + b * tile * VW;
+                const V r = FN(vsigmoid)(FN(gru_gx)(c, g3, 0, ju, n) + FN(vload)(ghb));
+                const V z = FN(vsigmoid)(FN(gru_gx)(c, g3, 1, ju, n) + FN(vload)(ghb + VW));
+                FN(vstore_n)(g3, r, n);
+                FN(vstore_n)(g3 + H, z, n);
+                const int64_t at = b * H + ju;
+                if (reset_after) {
+                    V n_seen = FN(vload)(ghb + 2 * VW);
+                    if (c->b_hh) n_seen += FN(vload_n)(c->b_hh + 2 * H + ju, n);
+                    const V nv = FN(vtanh)(FN(gru_gx)(c, g3, 2, ju, n) + r * n_seen);
+                    FN(vstore_n)(g3 + 2 * H, nv, n);
+                    if (c->training) FN(vstore_n)(x->r.extra + t * B * H + at, n_seen, n);
+                    FN(gru_output)(c, t, b, ju, n, z, nv, h_prev, h, hT_next);
+                } else {
+                    const V n_seen = r * FN(vload_n)(h_prev + at, n);
+                    if (c->training) FN(vstore_n)(x->r.extra + t * B * H + at, n_seen, n);
+                    FN(scatter_t)(n_seen, n, ju, b, B, rhT);
+                }
+            }
+        }
+        if (!reset_after) {
+            PYRNN_BARRIER();  /* every unit's r * h_prev is ready */
+            for (int64_t u = u0; u < u1; u++) {
+                const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
+                real *gh = acc + u * B * VW;  /* [B][VW] (r * h_prev) @ w_hn^T */
+                FN(recur_tile)(B, 1, H, rhT, wpack_n + u * H * VW, gh);
+                for (int64_t b = 0; b < B; b++) {
+                    real *g3 = gates + (t * B + b) * G * H + ju;
+                    const V nv = FN(vtanh)(FN(gru_gx)(c, g3, 2, ju, n) + FN(vload)(gh + b * VW));
+                    FN(vstore_n)(g3 + 2 * H, nv, n);
+                    FN(gru_output)(c, t, b, ju, n, FN(vload_n)(g3 + H, n), nv, h_prev, h, hT_next);
+                }
+            }
+        }
+        if (s + 1 < T) PYRNN_BARRIER();
+    }
+}
+
+static void FN(gru_forward)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c)
+{
+    const int64_t T = c->T, B = c->B, I = c->I, H = c->H;
+    struct FN(gru_ctx) x = {c, FN(gru_carve)(c->workspace, T, B, H, c->training, c->flag),
+                            (H + VW - 1) / VW};
+    // 1. input projection for all steps as one GEMM: gates = x @ w_ih^T (+ the biases, added
+    //    in the time loop)
+    FN(gemm_run)(T * B, 3 * H, I, c->x, I, 1, c->w_ih, 1, I, x.r.gates, 3 * H, 0,
+                 x.r.tail.bpack);
+    const int nth = FN(loop_threads)(6.0 * (double)B * (double)H * (double)H, x.nblk);
+    pyrnn_team(nth, FN(gru_forward_team), &x);
+}
+
+static void FN(gru_backward_team)(void *vctx, int tid, int nth)
+{
+    const struct FN(gru_ctx) *x = vctx;
+    const struct PYRNN_CAT(pyrnn_call_, SFX) *c = x->c;
+    const int64_t T = c->T, B = c->B, H = c->H, G = 3;
+    const int reset_after = c->flag;
+    const real *gates = x->r.gates, *extra = x->r.extra, *hprev = x->r.hprev;
+    real *dgx = x->r.dgx, *dgh = x->r.dgh, *dh = x->r.dh, *drh = x->r.drh;
+    real *acc = x->r.tail.acc, *wpack = x->r.tail.wpack;
+    int64_t u0, u1, j0, j1;
+    pyrnn_share(x->nblk, tid, nth, &u0, &u1);
+    FN(own_units)(H, u0, u1, &j0, &j1);
+    FN(pack_panels)(c->w_hh, G * H, H, u0, u1, wpack);
+    FN(init_state)(c->dh_n, B, H, j0, j1, dh, NULL);
+
+    // 1. reverse time loop: dgx[t], dgh[t] and the carried gradient only
+    for (int64_t s = 0; s < T; s++) {
+        const int64_t t = FN(step_at)(T, !c->reverse, s);
+        real *dgT = x->r.tail.tbuf + (s & 1) * G * H * B;
+        // forward was: h = (1-z)*n + z*h_prev, kept only where the step is valid
+        for (int64_t u = u0; u < u1; u++) {
+            const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
+            for (int64_t b = 0; b < B; b++) {
+                const int64_t at = (t * B + b) * H + ju, at3 = (t * B + b) * G * H + ju;
+                const V zero = FN(vdup)(0);
+                V dr_pre = zero, dz_pre = zero, dn_pre = zero, r = zero;
+                if (FN(valid)(c->lengths, b, t)) {
+                    r = FN(vload_n)(gates + at3, n);
+                    const V z = FN(vload_n)(gates + at3 + H, n);
+                    const V nv = FN(vload_n)(gates + at3 + 2 * H, n);
+                    const V h_prev = FN(vload_n)(hprev + at, n);
+                    const V dh_t = FN(vload_n)(dh + b * H + ju, n) + FN(vload_n)(c->dy + at, n);
+                    dn_pre = dh_t * ((real)1 - z) * ((real)1 - nv * nv);
+                    dz_pre = dh_t * (h_prev - nv) * (z * ((real)1 - z));
+                    if (reset_after) {
+                        // forward was: n = tanh(gx_n + r * extra), extra = W_hn h_prev + b_hn
+                        dr_pre = dn_pre * FN(vload_n)(extra + at, n) * (r * ((real)1 - r));
+                    }
+                    FN(vstore_n)(dh + b * H + ju, dh_t * z, n);  /* dh_prev so far */
+                }
+                FN(vstore_n)(dgx + at3 + H, dz_pre, n);
+                FN(vstore_n)(dgx + at3 + 2 * H, dn_pre, n);
+                FN(scatter_t)(dz_pre, n, H + ju, b, B, dgT);
+                if (reset_after) {
+                    FN(vstore_n)(dgx + at3, dr_pre, n);
+                    FN(vstore_n)(dgh + at3, dr_pre, n);
+                    FN(vstore_n)(dgh + at3 + H, dz_pre, n);
+                    FN(vstore_n)(dgh + at3 + 2 * H, dn_pre * r, n);
+                    FN(scatter_t)(dr_pre, n, ju, b, B, dgT);
+                    FN(scatter_t)(dn_pre * r, n, 2 * H + ju, b, B, dgT);
+                } else {
+                    FN(scatter_t)(dn_pre, n, 2 * H + ju, b, B, dgT);
+                }
+            }
+        }
+        PYRNN_BARRIER();
+        if (!reset_after) {
+            // forward was: n = tanh(gx_n + (r * h_prev) @ W_hn^T + b_hn), extra = r * h_prev
+            for (int64_t u = u0; u < u1; u++) {
+                const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
+                real *drh_u = acc + u * B * VW;  /* [B][VW] dn_pre @ w_hn for these units */
+                FN(recur_tile)(B, 1, H, dgT + 2 * H * B, wpack + (u * G * H + 2 * H) * VW, drh_u);
+                for (int64_t b = 0; b < B; b++) {
+                    const int64_t at = (t * B + b) * H + ju, at3 = (t * B + b) * G * H + ju;
+                    const V drh_b = FN(vload)(drh_u + b * VW);
+                    FN(vstore_n)(drh + b * H + ju, drh_b, n);
+                    V dr_pre = FN(vdup)(0);
+                    if (FN(valid)(c->lengths, b, t)) {
+                        const V r = FN(vload_n)(gates + at3, n);
+                        dr_pre = drh_b * FN(vload_n)(hprev + at, n) * (r * ((real)1 - r));
+                        FN(vstore_n)(dh + b * H + ju, FN(vload_n)(dh + b * H + ju, n) + drh_b * r,
+                                     n);
+                    }
+                    FN(vstore_n)(dgx + at3, dr_pre, n);
+                    FN(scatter_t)(dr_pre, n, ju, b, B, dgT);
+                }
+            }
+            PYRNN_BARRIER();
+        }
+        /* dh_prev += [dgh @ w_hh] (reset_after), [dgx_r, dgx_z] @ w_hrz (reset_before) */
+        const int64_t K = reset_after ? G * H : 2 * H;
+        for (int64_t u = u0; u < u1; u++) {
+            const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
+            real *dhp = acc + u * B * VW;
+            FN(recur_tile)(B, 1, K, dgT, wpack + u * G * H * VW, dhp);
+            for (int64_t b = 0; b < B; b++)
+                if (FN(valid)(c->lengths, b, t))
+                    FN(vstore_n)(dh + b * H + ju,
+                                 FN(vload_n)(dh + b * H + ju, n) + FN(vload)(dhp + b * VW), n);
+        }
+    }
+    for (int64_t b = 0; b < B; b++)
+        memcpy(c->dh0 + b * H + j0, dh + b * H + j0, (size_t)(j1 - j0) * sizeof(real));
+}
+
+static void FN(gru_backward)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c)
+{
+    const int64_t T = c->T, B = c->B, I = c->I, H = c->H, TB = T * B;
+    struct FN(gru_ctx) x = {c, FN(gru_carve)(c->workspace, T, B, H, 1, c->flag),
+                            (H + VW - 1) / VW};
+    const int nth = FN(loop_threads)(6.0 * (double)B * (double)H * (double)H, x.nblk);
+    pyrnn_team(nth, FN(gru_backward_team), &x);
+
+    // 2. weight gradients and dx, each one GEMM over all steps
+    real *bpack = x.r.tail.bpack;
+    FN(input_grads)(TB, I, 3 * H, x.r.dgx, c->w_ih, c->x, c->dx, c->dw_ih, c->db_ih, bpack);
+    if (c->flag) {
+        FN(gemm_run)(3 * H, H, TB, x.r.dgh, 1, 3 * H, x.r.hprev, H, 1, c->dw_hh, H, 0, bpack);
+        if (c->db_hh) FN(column_sums)(TB, 3 * H, x.r.dgh, 3 * H, c->db_hh);
+    } else {
+        FN(gemm_run)(2 * H, H, TB, x.r.dgh, 1, 3 * H, x.r.hprev, H, 1, c->dw_hh, H, 0, bpack);
+        FN(gemm_run)(H, H, TB, x.r.dgh + 2 * H, 1, 3 * H, x.r.extra, H, 1, c->dw_hh + 2 * H * H,
+                     H, 0, bpack);
+        if (c->db_hh) memcpy(c->db_hh, c->db_ih, (size_t)(3 * H) * sizeof(real));
+    }
+}

@@ -1,0 +1,11 @@
+/* The portable kernels: 16-byte vectors (SSE2 on x86-64, scalar code where the target has no
+ * vectors of that size), built with the compiler's baseline flags only. */
+#include <string.h>
+
+#include "common.h"
+
+#define PYRNN_ISA generic
+#define PYRNN_ISA_NAME "generic"
+#define PYRNN_VBYTES 16
+#define PYRNN_ACC_REGS 12
+#include "isa_impl.h"

@@ -1,0 +1,205 @@
+/* LSTM forward and backward for one instruction set and data type (layout: lstm.c).
+ * Mirrors pyrnn/ref/lstm.py: same local names, same numbered steps. Included by
+ * kernels_impl.h. No include guard on purpose. */
+
+struct FN(lstm_regions) {
+    real *gates, *hprev, *cprev, *tanh_c, *dgates, *dh, *dc, *hbuf, *cbuf;
+    struct FN(tail) tail;
+};
+
+static struct FN(lstm_regions) FN(lstm_carve)(real *ws, int64_t T, int64_t B, int64_t H,
+                                              int training)
+{
+    struct FN(lstm_regions) r = {0};
+    const int64_t TBH = T * B * H;
+    r.gates = ws;
+    if (training) {
+        r.hprev = ws + 4 * TBH;
+        r.cprev = ws + 5 * TBH;
+        r.tanh_c = ws + 6 * TBH;
+        r.dgates = ws + 7 * TBH;
+        r.dh = ws + 11 * TBH;
+        r.dc = r.dh + B * H;
+        r.tail = FN(carve_tail)(r.dc + B * H, B, H, 4);
+    } else {
+        r.hbuf = ws + 4 * TBH;
+        r.cbuf = r.hbuf + 2 * B * H;
+        r.tail = FN(carve_tail)(r.cbuf + 2 * B * H, B, H, 4);
+    }
+    return r;
+}
+
+struct FN(lstm_ctx) {
+    const struct PYRNN_CAT(pyrnn_call_, SFX) *c;
+    struct FN(lstm_regions) r;
+    int64_t nblk;
+};
+
+/* The hidden (which = 0) or cell (1) state entering the s-th visited step. */
+static inline real *FN(lstm_state)(const struct FN(lstm_ctx) *x, int which, int64_t s)
+{
+    const struct PYRNN_CAT(pyrnn_call_, SFX) *c = x->c;
+    if (c->training)
+        return (which ? x->r.cprev : x->r.hprev) + FN(step_at)(c->T, c->reverse, s) * c->B * c->H;
+    return (which ? x->r.cbuf : x->r.hbuf) + (s & 1) * c->B * c->H;
+}
+
+static void FN(lstm_forward_team)(void *vctx, int tid, int nth)
+{
+    const struct FN(lstm_ctx) *x = vctx;
+    const struct PYRNN_CAT(pyrnn_call_, SFX) *c = x->c;
+    const int64_t T = c->T, B = c->B, H = c->H, G = 4;
+    real *gates = x->r.gates, *acc = x->r.tail.acc, *wpack = x->r.tail.wpack;
+    real *hT = x->r.tail.tbuf;
+    int64_t u0, u1, j0, j1;
+    pyrnn_share(x->nblk, tid, nth, &u0, &u1);
+    FN(own_units)(H, u0, u1, &j0, &j1);
+    FN(pack_tiles)(c->w_hh, H, G, u0, u1, wpack);
+    FN(init_state)(c->h0, B, H, j0, j1, FN(lstm_state)(x, 0, 0), hT);
+    FN(init_state)(c->c0, B, H, j0, j1, FN(lstm_state)(x, 1, 0), NULL);
+    PYRNN_BARRIER();
+
+    // 2. time loop: recurrent product and the fused pointwise update
+    for (int64_t s = 0; s < T; s++) {
+        const int64_t t = FN(step_at)(T, c->reverse, s);
+        const real *h_prev = FN(lstm_state)(x, 0, s), *c_prev = FN(lstm_state)(x, 1, s);
+        real *h = s + 1 < T ? FN(lstm_state)(x, 0, s + 1) : c->h_n;
+        real *cs = s + 1 < T ? FN(lstm_state)(x, 1, s + 1) : c->c_n;
+        const real *hT_prev = hT + (s & 1) * H * B;
+        real *hT_next = hT + ((s + 1) & 1) * H * B;
+        for (int64_t u = u0; u < u1; u++) {
+            const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
+            real *gh = acc + u * B * G * VW;  /* [B][i,f,g,o][VW] h_prev @ w_hh^T */
+            FN(recur_tile)(B, G, H, hT_prev, wpack + u * H * G * VW, gh);
+            V bias[4];
+            for (int k = 0; k < G; k++)
+                bias[k] = c->b_ih ? FN(vload_n)(c->b_ih + k * H + ju, n) +
+                                        FN(vload_n)(c->b_hh + k * H + ju, n)
+                                  : FN(vdup)(0);
+            for (int64_t b = 0; b < B; b++) {
+                real *g4 = gates + (t * B + b) * G * H + ju;
+                V pre[4];
+                for (int k = 0; k < G; k++) {
+                    pre[k] = FN(vload_n)(g4 + k * H, n);
+                    if (c->b_ih) pre[k] += bias[k];
+                    pre[k] += FN(vload)(gh + (b * G + k) * VW);
+                }
+                const V i = FN(vsigmoid)(pre[0]), f = FN(vsigmoid)(pre[1]);
+                const V g = FN(vtanh)(pre[2]), o = FN(vsigmoid)(pre[3]);
+                const int64_t at = b * H + ju;
+                const V cp = FN(vload_n)(c_prev + at, n);
+                const V c_new = f * cp + i * g;
+                const V tc = FN(vtanh)(c_new);
+                FN(vstore_n)(g4, i, n);
+                FN(vstore_n)(g4 + H, f, n);
+                FN(vstore_n)(g4 + 2 * H, g, n);
+                FN(vstore_n)(g4 + 3 * H, o, n);
+                if (c->training) FN(vstore_n)(x->r.tanh_c + t * B * H + at, tc, n);
+                V hv, cv, yv;
+                if (FN(valid)(c->lengths, b, t)) {
+                    hv = o * tc;
+                    cv = c_new;
+                    yv = hv;
+                } else {
+                    hv = FN(vload_n)(h_prev + at, n);
+                    cv = cp;
+                    yv = FN(vdup)(0);
+                }
+                FN(vstore_n)(h + at, hv, n);
+                FN(vstore_n)(cs + at, cv, n);
+                FN(vstore_n)(c->y + t * B * H + at, yv, n);
+                FN(scatter_t)(hv, n, ju, b, B, hT_next);
+            }
+        }
+        if (s + 1 < T) PYRNN_BARRIER();
+    }
+}
+
+static void FN(lstm_forward)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c)
+{
+    const int64_t T = c->T, B = c->B, I = c->I, H = c->H;
+    struct FN(lstm_ctx) x = {c, FN(lstm_carve)(c->workspace, T, B, H, c->training),
+                             (H + VW - 1) / VW};
+    // 1. input projection for all steps as one GEMM: gates = x @ w_ih^T (+ b_ih + b_hh, added
+    //    in the time loop)
+    FN(gemm_run)(T * B, 4 * H, I, c->x, I, 1, c->w_ih, 1, I, x.r.gates, 4 * H, 0,
+                 x.r.tail.bpack);
+    const int nth = FN(loop_threads)(8.0 * (double)B * (double)H * (double)H, x.nblk);
+    pyrnn_team(nth, FN(lstm_forward_team), &x);
+}
+
+static void FN(lstm_backward_team)(void *vctx, int tid, int nth)
+{
+    const struct FN(lstm_ctx) *x = vctx;
+    const struct PYRNN_CAT(pyrnn_call_, SFX) *c = x->c;
+    const int64_t T = c->T, B = c->B, H = c->H, G = 4;
+    const real *gates = x->r.gates;
+    real *dgates = x->r.dgates, *dh = x->r.dh, *dc = x->r.dc;
+    real *acc = x->r.tail.acc, *wpack = x->r.tail.wpack;
+    int64_t u0, u1, j0, j1;
+    pyrnn_share(x->nblk, tid, nth, &u0, &u1);
+    FN(own_units)(H, u0, u1, &j0, &j1);
+    FN(pack_panels)(c->w_hh, G * H, H, u0, u1, wpack);
+    FN(init_state)(c->dh_n, B, H, j0, j1, dh, NULL);
+    FN(init_state)(c->dc_n, B, H, j0, j1, dc, NULL);
+
+    // 1. reverse time loop: dgates[t] and the carried gradients only
+    for (int64_t s = 0; s < T; s++) {
+        const int64_t t = FN(step_at)(T, !c->reverse, s);
+        real *dgT = x->r.tail.tbuf + (s & 1) * G * H * B;
+        // forward was: c = f*c_prev + i*g; h = o*tanh(c); both kept only where the step is valid
+        for (int64_t u = u0; u < u1; u++) {
+            const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
+            for (int64_t b = 0; b < B; b++) {
+                const int64_t at = b * H + ju, at4 = (t * B + b) * G * H + ju;
+                V d_pre[4] = {FN(vdup)(0), FN(vdup)(0), FN(vdup)(0), FN(vdup)(0)};
+                if (FN(valid)(c->lengths, b, t)) {
+                    const V i = FN(vload_n)(gates + at4, n), f = FN(vload_n)(gates + at4 + H, n);
+                    const V g = FN(vload_n)(gates + at4 + 2 * H, n);
+                    const V o = FN(vload_n)(gates + at4 + 3 * H, n);
+                    const V tc = FN(vload_n)(x->r.tanh_c + t * B * H + at, n);
+                    const V c_prev = FN(vload_n)(x->r.cprev + t * B * H + at, n);
+                    const V dh_t = FN(vload_n)(dh + at, n) + FN(vload_n)(c->dy + t * B * H + at, n);
+                    const V dc_t = FN(vload_n)(dc + at, n) + dh_t * o * ((real)1 - tc * tc);
+                    d_pre[0] = dc_t * g * (i * ((real)1 - i));
+                    d_pre[1] = dc_t * c_prev * (f * ((real)1 - f));
+                    d_pre[2] = dc_t * i * ((real)1 - g * g);
+                    d_pre[3] = dh_t * tc * (o * ((real)1 - o));
+                    FN(vstore_n)(dc + at, dc_t * f, n);
+                }
+                for (int k = 0; k < G; k++) {
+                    FN(vstore_n)(dgates + at4 + k * H, d_pre[k], n);
+                    FN(scatter_t)(d_pre[k], n, k * H + ju, b, B, dgT);
+                }
+            }
+        }
+        PYRNN_BARRIER();
+        for (int64_t u = u0; u < u1; u++) {
+            const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
+            real *dhp = acc + u * B * VW;  /* [B][VW] dgates[t] @ w_hh for these units */
+            FN(recur_tile)(B, 1, G * H, dgT, wpack + u * G * H * VW, dhp);
+            for (int64_t b = 0; b < B; b++)
+                if (FN(valid)(c->lengths, b, t))
+                    FN(vstore_n)(dh + b * H + ju, FN(vload)(dhp + b * VW), n);
+        }
+    }
+    for (int64_t b = 0; b < B; b++) {
+        memcpy(c->dh0 + b * H + j0, dh + b * H + j0, (size_t)(j1 - j0) * sizeof(real));
+        memcpy(c->dc0 + b * H + j0, dc + b * H + j0, (size_t)(j1 - j0) * sizeof(real));
+    }
+}
+
+static void FN(lstm_backward)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c)
+{
+    const int64_t T = c->T, B = c->B, I = c->I, H = c->H;
+    struct FN(lstm_ctx) x = {c, FN(lstm_carve)(c->workspace, T, B, H, 1), (H + VW - 1) / VW};
+    const int nth = FN(loop_threads)(8.0 * (double)B * (double)H * (double)H, x.nblk);
+    pyrnn_team(nth, FN(lstm_backward_team), &x);
+
+    // 2. weight gradients and dx, each one GEMM over all steps
+    real *bpack = x.r.tail.bpack;
+    FN(input_grads)(T * B, I, 4 * H, x.r.dgates, c->w_ih, c->x, c->dx, c->dw_ih, c->db_ih,
+                    bpack);
+    FN(gemm_run)(4 * H, H, T * B, x.r.dgates, 1, 4 * H, x.r.hprev, H, 1, c->dw_hh, H, 0, bpack);
+    if (c->db_ih) memcpy(c->db_hh, c->db_ih, (size_t)(4 * H) * sizeof(real));
+}

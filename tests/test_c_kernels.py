@@ -1,0 +1,285 @@
+"""The C kernels against the NumPy reference, and their other promises.
+
+Every cell, variant, dtype and flag (lengths in any order, reverse, states given or zero, bias or
+none, inference and training forward, every backward output) on shapes from T=B=I=H=1 to a few
+hundred; the workspace lengths; bit-identical results for 1 and 2 threads and for concurrent
+calls from Python threads; bad sizes reaching C; the activations' error bound. The instruction
+set is the best this machine has unless PYRNN_DISABLE_CPU_FEATURES says otherwise
+(tests/test_c_isa.py reruns this file once per lower instruction set).
+"""
+
+import os
+import threading
+
+import numpy as np
+import pytest
+
+import pyrnn
+from pyrnn import ref
+
+from .conftest import rel_err
+
+_c = pytest.importorskip("pyrnn._c", reason="the C extension is not built")
+ffi, lib = _c.ffi, _c.lib
+
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+CELLS = [
+    ("rnn", {"relu": False}), ("rnn", {"relu": True}), ("lstm", {}),
+    ("gru", {"reset_after": True}), ("gru", {"reset_after": False}),
+]
+TOL = {np.float32: 1e-4, np.float64: 1e-10}
+
+# T, B, I, H, reverse, lengths ("none", "spread": any order, some full), bias, states given
+CASES = [
+    (1, 1, 1, 1, False, "none", True, False),
+    (5, 3, 4, 7, True, "spread", True, True),
+    (4, 13, 3, 20, False, "spread", False, True),     # rows past a register tile, H tail
+    (3, 2, 50, 33, True, "none", False, False),
+    (6, 1, 8, 17, True, "spread", True, True),        # batch 1 (the matrix-vector path)
+    (3, 4, 1, 16, False, "none", True, True),         # I = 1, H a whole vector
+    (2, 5, 300, 260, False, "spread", True, True),    # a few hundred
+    (3, 7, 130, 1, True, "spread", False, True),      # H = 1
+]
+
+
+def case_id(case):
+    T, B, I, H, reverse, lengths, bias, states = case
+    return (f"T{T}B{B}I{I}H{H}-{'rev' if reverse else 'fwd'}-{lengths}-"
+            f"{'bias' if bias else 'nobias'}-{'states' if states else 'zeros'}")
+
+
+def cell_id(cell):
+    kind, flags = cell
+    return kind + "".join(f"-{k}={v}" for k, v in flags.items())
+
+
+def workspace_len(be, kind, flags, T, B, I, H, training):
+    fn = getattr(be, f"{kind}_workspace_len")
+    if kind == "gru":
+        return fn(T, B, I, H, training, flags["reset_after"])
+    return fn(T, B, I, H, training)
+
+
+def make_problem(kind, T, B, I, H, dtype, lengths, bias, states, seed=0):
+    """Arguments of forward and backward for one cell, with weights of PyTorch's scale."""
+    rng = np.random.default_rng(seed)
+    G = GATES[kind]
+    k = 1 / np.sqrt(H)
+
+    def uniform(*shape):
+        return rng.uniform(-k, k, shape).astype(dtype)
+
+    n_states = 2 if kind == "lstm" else 1
+    if lengths == "spread":
+        lens = rng.integers(1, T + 1, B)
+        lens[rng.integers(B)] = T
+        lens = lens.astype(np.int64)
+    else:
+        lens = None
+    return {
+        "x": rng.standard_normal((T, B, I)).astype(dtype),
+        "states": [rng.standard_normal((B, H)).astype(dtype) if states else None
+                   for _ in range(n_states)],
+        "weights": [uniform(G * H, I), uniform(G * H, H), uniform(G * H) if bias else None,
+                    uniform(G * H) if bias else None],
+        "lengths": lens,
+        "dy": rng.standard_normal((T, B, H)).astype(dtype),
+        "grads_n": [rng.standard_normal((B, H)).astype(dtype) if states else None
+                    for _ in range(n_states)],
+    }
+
+
+def run(be, kind, flags, p, reverse, training, backward=True):
+    """Forward (and backward after a training forward): the list of every output."""
+    x = p["x"]
+    T, B, I = x.shape
+    H = p["weights"][1].shape[1]
+    ws = np.full(workspace_len(be, kind, flags, T, B, I, H, training), np.nan, x.dtype)
+    args = (x, *p["states"], *p["weights"], p["lengths"])
+    outs = list(getattr(be, f"{kind}_forward")(*args, ws, reverse=reverse, training=training,
+                                                **flags))
+    if training and backward:
+        outs += getattr(be, f"{kind}_backward")(*args, p["dy"], *p["grads_n"], ws,
+                                                reverse=reverse, **flags)
+    return outs
+
+
+def assert_close(got, want, tol):
+    assert len(got) == len(want)
+    for k, (a, b) in enumerate(zip(got, want)):
+        if b is None:
+            assert a is None, f"output {k}"
+            continue
+        assert a.shape == b.shape and a.dtype == b.dtype, f"output {k}"
+        err = rel_err(a, b)
+        assert err <= tol, f"output {k}: relative error {err:.3g} > {tol:g}"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("cell", CELLS, ids=cell_id)
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_matches_reference(cell, dtype, case):
+    kind, flags = cell
+    T, B, I, H, reverse, lengths, bias, states = case
+    p = make_problem(kind, T, B, I, H, dtype, lengths, bias, states)
+    for training in (False, True):
+        want = run(ref, kind, flags, p, reverse, training)
+        got = run(_c, kind, flags, p, reverse, training)
+        assert_close(got, want, TOL[dtype])
+
+
+@pytest.mark.parametrize("cell", CELLS, ids=cell_id)
+def test_padded_steps_zero_and_ignored(cell):
+    kind, flags = cell
+    p = make_problem(kind, 6, 4, 3, 5, np.float64, "spread", True, True, seed=1)
+    y = run(_c, kind, flags, p, reverse=True, training=False)[0]
+    lens = p["lengths"]
+    for b in range(4):
+        assert np.all(y[lens[b]:, b] == 0) and np.any(y[: lens[b], b] != 0)
+    g1 = run(_c, kind, flags, p, reverse=True, training=True)
+    for b in range(4):
+        p["dy"][lens[b]:, b] = 1e6
+    g2 = run(_c, kind, flags, p, reverse=True, training=True)
+    for a, b in zip(g1, g2):
+        assert a is None or np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("cell", CELLS, ids=cell_id)
+def test_workspace_len_matches_reference(cell):
+    kind, flags = cell
+    for T, B, I, H in [(1, 1, 1, 1), (7, 3, 5, 17), (2, 64, 512, 1024), (50, 1, 2000, 33)]:
+        for training in (False, True):
+            assert (workspace_len(_c, kind, flags, T, B, I, H, training)
+                    == workspace_len(ref, kind, flags, T, B, I, H, training))
+
+
+@pytest.fixture
+def threads_restored():
+    before = lib.pyrnn_get_num_threads()
+    yield
+    lib.pyrnn_set_num_threads(before)
+
+
+@pytest.mark.parametrize("cell", CELLS, ids=cell_id)
+def test_bit_identical_for_any_thread_count(cell, threads_restored):
+    """Big enough that both the time loop and the GEMMs run on two threads."""
+    kind, flags = cell
+    p = make_problem(kind, 5, 24, 40, 150, np.float32, "spread", True, True, seed=2)
+    results = []
+    for n in (1, 2, 3):
+        pyrnn.set_num_threads(n)
+        results.append(run(_c, kind, flags, p, reverse=False, training=True))
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert a is None or np.array_equal(a, b)
+
+
+def test_concurrent_calls_from_python_threads():
+    problems = [make_problem("lstm", 4, 9, 20, 70, np.float32, "spread", True, True, seed=s)
+                for s in range(4)]
+    expected = [run(_c, "lstm", {}, p, reverse=False, training=True) for p in problems]
+    got = [None] * len(problems)
+    errors = []
+
+    def work(k):
+        try:
+            for _ in range(5):
+                got[k] = run(_c, "lstm", {}, problems[k], reverse=False, training=True)
+        except Exception as exc:  # reported below; an exception in a thread is otherwise lost
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(problems))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for e, g in zip(expected, got):
+        for a, b in zip(e, g):
+            assert a is None or np.array_equal(a, b)
+
+
+def _ptr(a):
+    return ffi.NULL if a is None else ffi.from_buffer("float[]", a)
+
+
+def test_bad_sizes_reaching_c_return_a_status():
+    T, B, I, H = 3, 2, 4, 5
+    x, w_ih, w_hh = np.zeros((T, B, I), np.float32), np.zeros((H, I), np.float32), \
+        np.zeros((H, H), np.float32)
+    y, h_n = np.zeros((T, B, H), np.float32), np.zeros((B, H), np.float32)
+    ws = np.zeros(ref.rnn_workspace_len(T, B, I, H, False), np.float32)
+
+    def forward(T=T, B=B, I=I, H=H, b_ih=None, b_hh=None, y=y, lengths=ffi.NULL):
+        return lib.pyrnn_rnn_forward_f32(T, B, I, H, 0, 0, 0, _ptr(x), ffi.NULL, _ptr(w_ih),
+                                         _ptr(w_hh), _ptr(b_ih), _ptr(b_hh), lengths, _ptr(y),
+                                         _ptr(h_n), _ptr(ws))
+
+    assert forward() == lib.PYRNN_OK
+    for bad in (dict(T=0), dict(B=0), dict(I=-1), dict(H=0), dict(T=2**62)):
+        assert forward(**bad) == lib.PYRNN_ERR_SIZE, bad
+    assert forward(y=None) == lib.PYRNN_ERR_NULL
+    assert forward(b_ih=np.zeros(H, np.float32)) == lib.PYRNN_ERR_NULL
+    for lens in ([0, 1], [1, 4], [-5, 2]):
+        arr = np.array(lens, np.int64)
+        assert forward(lengths=ffi.from_buffer("int64_t[]", arr)) == lib.PYRNN_ERR_LENGTHS
+    assert lib.pyrnn_lstm_workspace_len(0, 1, 1, 1, 1) == -1
+    assert lib.pyrnn_activation_f32(7, 1, ffi.NULL, ffi.NULL) == lib.PYRNN_ERR_ARGUMENT
+    assert lib.pyrnn_set_num_threads(0) == lib.PYRNN_ERR_ARGUMENT
+
+
+def test_a_failing_status_becomes_pyrnn_error():
+    p = make_problem("gru", 3, 2, 2, 4, np.float32, "none", True, False)
+    p["lengths"] = np.array([0, 3], np.int64)  # only Python's validation would catch this
+    with pytest.raises(pyrnn.PyrnnError, match=r"pyrnn_gru_forward_f32 failed \(status 3: a "
+                                               r"sequence length is outside 1..T\); this is a "
+                                               r"bug in pyrnn, please report it"):
+        run(_c, "gru", {"reset_after": True}, p, reverse=False, training=False)
+
+
+def test_wrong_workspace_raises_before_the_kernel():
+    p = make_problem("rnn", 3, 2, 2, 4, np.float32, "none", True, False)
+    args = (p["x"], None, *p["weights"], None)
+    short = np.empty(_c.rnn_workspace_len(3, 2, 2, 4, False) - 1, np.float32)
+    with pytest.raises(ValueError, match="workspace: expected a writeable contiguous 1-D"):
+        _c.rnn_forward(*args, short)
+    with pytest.raises(TypeError, match="workspace: expected a NumPy array of float32"):
+        _c.rnn_forward(*args, np.empty(10_000, np.float64))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_activation_error_bound(dtype):
+    """The bound stated in csrc/activations.h: 2 eps relative where the result is normal."""
+    ctype, suffix = ("float[]", "f32") if dtype == np.float32 else ("double[]", "f64")
+    x = np.concatenate([np.linspace(-40, 40, 400_001), np.geomspace(1e-30, 40, 20_001),
+                        -np.geomspace(1e-30, 40, 20_001), [0.0, -0.0, 1e-300, 750.0, -750.0]])
+    x = x.astype(dtype)
+    exact = {0: lambda v: 1 / (1 + np.exp(-v)), 1: np.tanh}
+    eps, tiny = np.finfo(dtype).eps, np.finfo(dtype).tiny
+    for kind, f in exact.items():
+        y = np.empty_like(x)
+        assert getattr(lib, f"pyrnn_activation_{suffix}")(
+            kind, x.size, ffi.from_buffer(ctype, x), ffi.from_buffer(ctype, y)) == 0
+        want = f(x.astype(np.longdouble))
+        normal = np.abs(want) >= tiny
+        rel = np.abs((y[normal] - want[normal]) / want[normal])
+        assert rel.max() <= 2 * eps, (kind, float(rel.max() / eps))
+        assert np.all(np.abs(y[~normal] - want[~normal]) < tiny)
+        special = np.array([np.nan, np.inf, -np.inf], dtype)
+        out = np.empty_like(special)
+        getattr(lib, f"pyrnn_activation_{suffix}")(
+            kind, 3, ffi.from_buffer(ctype, special), ffi.from_buffer(ctype, out))
+        assert np.isnan(out[0]) and out[1] == 1 and abs(out[2] - (0 if kind == 0 else -1)) < tiny
+
+
+def test_info_reports_the_instruction_set_and_threads(threads_restored):
+    info = _c.info()
+    assert info["isa"] in ("avx512", "avx2", "generic")
+    expected = os.environ.get("PYRNN_EXPECT_ISA")
+    if expected:
+        assert info["isa"] == expected
+    assert info["version"] == pyrnn.__version__
+    assert isinstance(info["openmp"], bool)
+    pyrnn.set_num_threads(3)
+    assert _c.info()["threads"] == 3
+    assert pyrnn.backend_info()["c"]["isa"] == info["isa"]
