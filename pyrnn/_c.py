@@ -207,6 +207,5 @@ def info() -> dict:
 
 
 def check_available() -> None:
-    """Raise unless the extension carries the cell kernels."""
-    if not hasattr(lib, "pyrnn_lstm_forward_f32"):
-        raise ImportError("the C extension was built without the cell kernels")
+    """Raise unless the extension is this version's (an older build lacks its entry points)."""
+    lib.pyrnn_isa_name()
