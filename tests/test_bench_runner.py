@@ -293,3 +293,14 @@ def test_summarize_quartiles():
     stats = summarize([5.0, 1.0, 3.0, 2.0, 4.0], units_per_sample=10)
     assert (stats.median, stats.q1, stats.q3, stats.min, stats.max) == (3, 2, 4, 1, 5)
     assert stats.rel_spread == pytest.approx(2 / 3) and stats.samples == 5
+
+
+def test_default_backends_time_numpy_beyond_quick_only_without_a_compiled_one(monkeypatch):
+    from pyrnn.bench import cli
+
+    torch = ("torch",) if HAS_TORCH else ()
+    monkeypatch.setattr(pyrnn, "available_backends", lambda: ["c", "numpy"])
+    assert cli.default_backends("quick") == ("numpy", "c") + torch
+    assert cli.default_backends("default") == ("c",) + torch
+    monkeypatch.setattr(pyrnn, "available_backends", lambda: ["numpy"])
+    assert cli.default_backends("full") == ("numpy",) + torch

@@ -81,12 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument("--quick", action="store_true",
                       help="one small shape per cell, short timings (under a minute)")
     size.add_argument("--full", action="store_true",
-                      help="add the DeepBench and haste grids (long: an hour or more)")
+                      help="add the DeepBench and haste grids (long: hours with the numpy "
+                      "backend in the race; --backends c,torch keeps it shorter)")
     p.add_argument("--cells", type=_list_of("cells", _one_of(CELLS)), default=CELLS,
                    metavar="LIST", help="cells to time, from rnn,lstm,gru (default: all)")
     p.add_argument("--backends", type=_list_of("backends", _one_of(BACKENDS)), default=None,
                    metavar="LIST", help="from numpy,c,cuda,torch (default: every one "
-                   "available here; torch is PyTorch's CPU layer with the same weights)")
+                   "available here, but beyond --quick numpy only when neither c nor cuda is; "
+                   "torch is PyTorch's CPU layer with the same weights)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                    help="data type (default: float32)")
     p.add_argument("--threads", type=_argparse_type(_positive_int), default=usable_cpus(),
@@ -121,8 +123,14 @@ def _available(name: str) -> str | None:
     return pyrnn.backend_info()["unavailable"].get(name, "not available")
 
 
-def default_backends() -> tuple[str, ...]:
-    return tuple(b for b in (*PYRNN_BACKENDS, "torch") if _available(b) is None)
+def default_backends(mode: str) -> tuple[str, ...]:
+    """Every backend available here; beyond --quick, the NumPy reference only when nothing
+    compiled is there (it still checks every result; timing it on large shapes takes long)."""
+    available = tuple(b for b in (*PYRNN_BACKENDS, "torch") if _available(b) is None)
+    compiled = any(b in available for b in ("c", "cuda"))
+    if mode != "quick" and compiled:
+        return tuple(b for b in available if b != "numpy")
+    return available
 
 
 def parse_args(argv: list[str] | None = None) -> Settings:
@@ -130,12 +138,13 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     parser = build_parser()
     args = parser.parse_args(argv)
     mode = "quick" if args.quick else "full" if args.full else "default"
-    backends = default_backends() if args.backends is None else args.backends
+    backends = default_backends(mode) if args.backends is None else args.backends
     for name in backends:
         why = _available(name)
         if why is not None:
+            available = [b for b in BACKENDS if _available(b) is None]
             parser.error(f"--backends: {name!r} is not available here ({why}); available: "
-                         f"{', '.join(default_backends())}")
+                         f"{', '.join(available)}")
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         parser.error(f"--out: {str(args.out)!r} exists and is not a directory")
     shapes = {cell: args.shapes or grid(mode, cell) for cell in args.cells}

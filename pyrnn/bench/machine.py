@@ -56,6 +56,7 @@ def cpu_info() -> dict:
         "usable_cpus": usable_cpus(),
         "mhz": float(mhz) if mhz and re.fullmatch(r"[0-9.]+", mhz) else None,
         "vector_extensions": sorted(f for f in flags if f in ("avx512f", "avx2", "fma", "avx")),
+        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
 
 

@@ -13,6 +13,9 @@ from .runner import Measurement, Results
 
 BATCH_HEADERS = ("shape TxBxIxH", "backend", "batch", "ms/call", "spread", "seq/s", "GFLOP/s",
                  "%gemm", "%fma", "x seq", "x torch")
+BUSY_LOAD = 1.0  # a 1-minute load average from this point up means someone else is computing
+NOISY_SPREAD = 0.25  # rows whose interquartile range exceeds this fraction of the median
+
 RAGGED_HEADERS = ("shape TxBxIxH", "lengths", "backend", "strategy", "ms/all", "spread", "seq/s",
                   "GFLOP/s", "%gemm", "%fma", "x padded", "x torch")
 
@@ -153,11 +156,14 @@ def ragged_table(results: Results, cell: str, pass_name: str, lookup: _Lookup) -
 def header(results: Results) -> list[str]:
     s, v, mach, ceil = results.settings, results.versions, results.machine, results.ceilings
     torch = f" (PyTorch {v['torch']})" if "torch" in s.backends and v["torch"] else ""
+    load = mach["load_average_1min"]
+    busy = "" if load is None or load < BUSY_LOAD else \
+        f", load average {load:.1f} at the start (other work is running: expect noise)"
     lines = [f"pyrnn.bench {v['pyrnn']} ({s.mode} run): {s.dtype.name}, threads={s.threads}, "
              f"backends {', '.join(s.backends)}{torch}",
              f"machine: {mach['model']}, {mach['usable_cpus']} usable CPUs, "
-             f"{' '.join(mach['vector_extensions']) or 'no AVX'}"]
-    measured = "; ".join(f"{g['what']} {g['gflops']:.0f} GFLOP/s"
+             f"{' '.join(mach['vector_extensions']) or 'no AVX'}{busy}"]
+    measured = "; ".join(f"{g['what']} {_num(g['gflops'])} GFLOP/s"
                          for g in ceil["gemm"].values())
     fma = ceil["fma_peak_estimate"]
     peak = "unknown" if fma["gflops"] is None else f"~{fma['gflops']:.0f} GFLOP/s"
@@ -189,6 +195,12 @@ def render(results: Results) -> str:
     if results.skipped:
         lines.append("")
         lines += [f"skipped {name}: {why}" for name, why in results.skipped.items()]
+    timed = [m for m in results.measurements if m.time is not None]
+    noisy = sum(m.time.rel_spread > NOISY_SPREAD for m in timed)
+    if noisy:
+        lines += ["", f"{noisy} of {len(timed)} timings spread by more than "
+                      f"{NOISY_SPREAD:.0%} of their median: the machine was busy; rerun when it "
+                      "is quiet (or with fewer --threads) to trust those rows."]
     failed = results.failed_checks
     if failed:
         lines += ["", f"{len(failed)} result(s) FAILED the check against the NumPy reference "

@@ -34,7 +34,7 @@ class TimingPolicy:
 POLICIES = {
     "quick": TimingPolicy(min_sample_s=0.005, min_repeats=3, max_repeats=5, budget_s=0.15),
     "default": TimingPolicy(min_sample_s=0.02, min_repeats=3, max_repeats=7, budget_s=1.0),
-    "full": TimingPolicy(min_sample_s=0.05, min_repeats=5, max_repeats=11, budget_s=4.0),
+    "full": TimingPolicy(min_sample_s=0.05, min_repeats=3, max_repeats=11, budget_s=4.0),
 }
 
 
@@ -86,14 +86,15 @@ def time_interleaved(runners: list[Callable[[int], None]], policy: TimingPolicy)
 
     ``runners[i](k)`` does contender i's k-th unit of work (runners cycle through their inputs
     by ``k``). Each runner has been warmed up by its caller (the correctness check); here one
-    more timed unit sizes its samples.
+    more timed unit sizes its samples (and is the first sample when it lasts long enough).
     """
     first_unit = [_sample(run, 0, 1) for run in runners]
     units = [max(1, math.ceil(policy.min_sample_s / max(t, 1e-9))) for t in first_unit]
     wanted = [min(policy.max_repeats, max(policy.min_repeats,
                                           int(policy.budget_s // max(u * t, 1e-9))))
               for u, t in zip(units, first_unit)]
-    per_unit: list[list[float]] = [[] for _ in runners]
+    # a unit long enough to be a sample on its own is the first sample (slow calls stay cheap)
+    per_unit = [[t] if u == 1 else [] for t, u in zip(first_unit, units)]
     position = [1] * len(runners)
     for rnd in range(max(wanted)):
         order = list(range(len(runners)))
