@@ -2,7 +2,8 @@
 
 A backend is a module with the reference's function table (``<cell>_forward``,
 ``<cell>_backward``, ``<cell>_workspace_len`` for rnn, lstm and gru), optionally an
-``empty(n, dtype)`` that allocates a workspace where the backend wants it, and ``info()``.
+``empty(n, dtype)`` that allocates a workspace where the backend wants it, ``info()``, and
+``array_ops``: the operations of ``pyrnn/_host_ops.py`` for its device arrays.
 The order of choice: the ``backend=`` argument, then ``PYRNN_BACKEND``, then ``"auto"``.
 """
 
@@ -15,6 +16,8 @@ from types import ModuleType
 
 import numpy as np
 
+from . import _host_ops
+from ._checks import is_device_array
 from ._errors import BackendUnavailableError
 
 _MODULES = {"c": "pyrnn._c", "numpy": "pyrnn.ref", "cuda": "pyrnn.cuda"}
@@ -45,6 +48,17 @@ class Backend:
         alloc = getattr(self.module, "empty", None)
         return alloc(n, dtype) if alloc is not None else np.empty(n, dtype=dtype)
 
+    def ops(self, x):
+        """The array operations (``pyrnn/_host_ops.py``'s names) for data like ``x``: NumPy for
+        host arrays, the backend's ``array_ops`` for device arrays."""
+        if not is_device_array(x):
+            return _host_ops
+        device_ops = getattr(self.module, "array_ops", None)
+        if device_ops is None:
+            raise ValueError(f"x: a device array, but backend {self.name!r} runs host arrays; "
+                             f"use backend='cuda' (or 'auto'), or copy x to the host")
+        return device_ops
+
     def __repr__(self):
         return f"Backend({self.name!r})"
 
@@ -71,10 +85,6 @@ def available_backends() -> list[str]:
     return [name for name in ("cuda", "c", "numpy") if _load(name) is not None]
 
 
-def _is_device_array(a) -> bool:
-    return hasattr(a, "__cuda_array_interface__")
-
-
 def resolve(name: str | None, arrays=()) -> Backend:
     """The backend for a call: ``name``, else $PYRNN_BACKEND, else auto for these ``arrays``."""
     global _warned_numpy_fallback
@@ -89,7 +99,7 @@ def resolve(name: str | None, arrays=()) -> Backend:
                 f"backend {name!r} is not available ({_failures.get(name)}); to get it, "
                 f"{_HOW_TO_GET[name]}")
         return Backend(name, module)
-    if any(_is_device_array(a) for a in arrays if a is not None) and _load("cuda") is not None:
+    if any(is_device_array(a) for a in arrays if a is not None) and _load("cuda") is not None:
         return Backend("cuda", _loaded["cuda"])
     if _load("c") is not None:
         return Backend("c", _loaded["c"])

@@ -2,16 +2,20 @@
 
 A backend runs one layer x one direction x T steps (``<cell>_forward`` / ``<cell>_backward``);
 this module composes layers, directions (the reverse one is ``reverse=True`` on the same input)
-and inter-layer dropout, forward and backward. All arrays here are time-major and validated.
+and inter-layer dropout, forward and backward. All arrays here are time-major and validated,
+and all on one side: host arrays, or device arrays that never leave the device (concatenation,
+slicing, stacking and dropout go through the backend's array operations, ``Backend.ops``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import ModuleType
 
 import numpy as np
 
 from ._backend import Backend
+from ._checks import dtype_of
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
@@ -54,12 +58,12 @@ class CellSpec:
 
 @dataclass
 class _Saved:
-    """What one layer-direction's backward needs from its forward."""
+    """What one layer-direction's backward needs from its forward (arrays on the data's side)."""
 
-    x: np.ndarray
-    h0: np.ndarray | None
-    c0: np.ndarray | None
-    workspace: np.ndarray
+    x: object
+    h0: object
+    c0: object
+    workspace: object
 
 
 @dataclass
@@ -68,10 +72,10 @@ class StackContext:
 
     spec: CellSpec
     backend: Backend
+    ops: ModuleType  # the array operations for the data's side (Backend.ops)
     weights: list
     lengths: np.ndarray | None
     shape: tuple[int, int, int]  # T, B, H
-    dtype: np.dtype
     saved: list = field(default_factory=list)  # [layer][direction] -> _Saved
     masks: list = field(default_factory=list)  # [layer] -> dropout mask after it, or None
 
@@ -83,14 +87,15 @@ def stack_forward(spec: CellSpec, be: Backend, weights, x, h0, c0, lengths, *, t
     weights: [layer][direction] -> (w_ih, w_hh, b_ih, b_hh); x: [T,B,I]; h0, c0: [L*D,B,H] or
     None; lengths: [B] int64 or None. Returns out [T,B,D*H], h_n [L*D,B,H], c_n (or None) and a
     StackContext when ``training`` (else None). Dropout (training only) follows every layer but
-    the last.
+    the last; its masks come from ``rng.random(shape)``. Device-array ``x`` (and states and
+    weights with it) keeps every step on the device: the composition runs ``be.ops(x)``.
     """
+    ops, dtype = be.ops(x), dtype_of(x)
     T, B, _ = x.shape
     L, D = len(weights), len(weights[0])
     H = weights[0][0][1].shape[1]
-    h_n = np.empty((L * D, B, H), dtype=x.dtype)
-    c_n = np.empty((L * D, B, H), dtype=x.dtype) if spec.has_cell_state else None
-    ctx = StackContext(spec, be, weights, lengths, (T, B, H), x.dtype) if training else None
+    ctx = StackContext(spec, be, ops, weights, lengths, (T, B, H)) if training else None
+    h_n, c_n = [], []
     layer_in = x
     for layer in range(L):
         outs, saved = [], []
@@ -99,57 +104,56 @@ def stack_forward(spec: CellSpec, be: Backend, weights, x, h0, c0, lengths, *, t
             h0_k = None if h0 is None else h0[k]
             c0_k = None if c0 is None else c0[k]
             I = layer_in.shape[2]
-            workspace = be.empty(spec.workspace_len(be, T, B, I, H, training), x.dtype)
+            workspace = be.empty(spec.workspace_len(be, T, B, I, H, training), dtype)
             res = spec.forward(be, layer_in, h0_k, c0_k, weights[layer][direction], lengths,
                                workspace, direction == 1, training)
             outs.append(res[0])
-            h_n[k] = res[1]
-            if c_n is not None:
-                c_n[k] = res[2]
+            h_n.append(res[1])
+            if spec.has_cell_state:
+                c_n.append(res[2])
             saved.append(_Saved(layer_in, h0_k, c0_k, workspace))
-        out = outs[0] if D == 1 else np.concatenate(outs, axis=2)
+        out = ops.concat_last(outs)
         mask = None
         if training and dropout > 0 and layer < L - 1:
-            mask = (rng.random(out.shape) >= dropout).astype(x.dtype) / x.dtype.type(1 - dropout)
-            out = out * mask
+            mask = ops.dropout_mask(out.shape, dropout, rng, dtype)
+            out = ops.multiply(out, mask)
         if ctx is not None:
             ctx.saved.append(saved)
             ctx.masks.append(mask)
         layer_in = out
-    return layer_in, h_n, c_n, ctx
+    return layer_in, ops.stack(h_n), ops.stack(c_n) if spec.has_cell_state else None, ctx
 
 
 def stack_backward(ctx: StackContext, grad_out, grad_h_n, grad_c_n):
     """Gradients through a stack_forward(training=True) call.
 
-    grad_out: [T,B,D*H] (ignored past each length); grad_h_n, grad_c_n: [L*D,B,H] or None.
-    Returns dx [T,B,I], dh0 [L*D,B,H], dc0 (or None), grads [layer][direction] ->
-    (dw_ih, dw_hh, db_ih, db_hh).
+    grad_out: [T,B,D*H] (ignored past each length); grad_h_n, grad_c_n: [L*D,B,H] or None, on
+    the forward's side. Returns dx [T,B,I], dh0 [L*D,B,H], dc0 (or None), grads
+    [layer][direction] -> (dw_ih, dw_hh, db_ih, db_hh).
     """
-    spec, be = ctx.spec, ctx.backend
-    T, B, H = ctx.shape
+    spec, be, ops = ctx.spec, ctx.backend, ctx.ops
+    H = ctx.shape[2]
     L, D = len(ctx.weights), len(ctx.weights[0])
-    dh0 = np.empty((L * D, B, H), dtype=ctx.dtype)
-    dc0 = np.empty((L * D, B, H), dtype=ctx.dtype) if spec.has_cell_state else None
+    dh0, dc0 = [None] * (L * D), [None] * (L * D)
     grads = [[None] * D for _ in range(L)]
     d_out = grad_out
     for layer in reversed(range(L)):
         if ctx.masks[layer] is not None:
-            d_out = d_out * ctx.masks[layer]
+            d_out = ops.multiply(d_out, ctx.masks[layer])
         d_in = None
         for direction in range(D):
             k = layer * D + direction
             s = ctx.saved[layer][direction]
-            dy = np.ascontiguousarray(d_out[:, :, direction * H : (direction + 1) * H])
+            dy = d_out if D == 1 else ops.take_last(d_out, direction * H, (direction + 1) * H)
             dh_n = None if grad_h_n is None else grad_h_n[k]
             dc_n = None if grad_c_n is None else grad_c_n[k]
             res = spec.backward(be, s.x, s.h0, s.c0, ctx.weights[layer][direction], ctx.lengths,
                                 dy, dh_n, dc_n, s.workspace, direction == 1)
             dx = res[0]
             dh0[k] = res[1]
-            if dc0 is not None:
+            if spec.has_cell_state:
                 dc0[k] = res[2]
             grads[layer][direction] = tuple(res[-4:])
-            d_in = dx if d_in is None else d_in + dx
+            d_in = dx if d_in is None else ops.add(d_in, dx)
         d_out = d_in
-    return d_out, dh0, dc0, grads
+    return d_out, ops.stack(dh0), ops.stack(dc0) if spec.has_cell_state else None, grads

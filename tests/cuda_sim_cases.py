@@ -9,6 +9,7 @@ signature (the one the PTX tests compile), and the last test checks every kernel
 
 from __future__ import annotations
 
+import contextlib
 import os
 import types
 
@@ -18,6 +19,7 @@ import pytest
 assert os.environ.get("NUMBA_ENABLE_CUDASIM") == "1", "run through tests/test_cuda_simulator.py"
 
 from numba import cuda  # noqa: E402
+from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray  # noqa: E402
 
 import pyrnn  # noqa: E402
 import pyrnn.cuda as cu  # noqa: E402
@@ -274,12 +276,272 @@ def test_backend_resolves_in_the_simulator():
     assert pyrnn.backend_info()["cuda"]["simulator"] is True
 
 
+# -- array operations and modules on device arrays -----------------------------------------
+
+@contextlib.contextmanager
+def no_host_copies():
+    """Inside: reading floating-point data of a simulator device array on the host raises
+    (device lengths, B integers, are copied to be checked, by design), device-to-device copies
+    still work, and arithmetic on device arrays raises (real Numba device arrays have none), so
+    a composition that falls back to NumPy cannot pass."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("a device array was read on the host")
+
+    original_to_host, original = FakeCUDAArray.copy_to_host, FakeCUDAArray.copy_to_device
+
+    def copy_to_host(self, ary=None, stream=0):
+        if self.dtype.kind == "f":
+            refuse()
+        return original_to_host(self, ary, stream)
+
+    def copy_to_device(self, ary, stream=0):
+        if isinstance(ary, FakeCUDAArray):  # device to device: no __array__ involved
+            assert ary.shape == self.shape and ary.dtype == self.dtype
+            np.copyto(self._ary, ary._ary)
+        else:
+            original(self, ary, stream)
+
+    # NumPy reads a simulator array through any of these (it forwards them to its ndarray)
+    patches = {"copy_to_host": copy_to_host, "__array__": refuse,
+               "__array_interface__": property(refuse), "__array_struct__": property(refuse),
+               "copy_to_device": copy_to_device,
+               **{op: refuse for op in ("__add__", "__sub__", "__mul__", "__truediv__")}}
+    saved = {name: FakeCUDAArray.__dict__.get(name) for name in patches}
+    for name, fn in patches.items():
+        setattr(FakeCUDAArray, name, fn)
+    try:
+        yield
+    finally:
+        for name, fn in saved.items():
+            if fn is None:
+                delattr(FakeCUDAArray, name)
+            else:
+                setattr(FakeCUDAArray, name, fn)
+
+
+def on_device(a):
+    """Host data (arrays, tuples of them, None) as simulator device arrays."""
+    if a is None:
+        return None
+    if isinstance(a, tuple):
+        return tuple(on_device(v) for v in a)
+    return cuda.to_device(a)
+
+
+def flatten(result):
+    """Every array in a nest of tuples and dicts, in order."""
+    if isinstance(result, dict):
+        return [v for k in sorted(result) for v in flatten(result[k])]
+    if isinstance(result, (tuple, list)):
+        return [v for r in result for v in flatten(r)]
+    return [result]
+
+
+def assert_device_results_match(got, want, tol=1e-10):
+    got, want = flatten(got), flatten(want)
+    assert len(got) == len(want)
+    for k, (g, w) in enumerate(zip(got, want)):
+        assert isinstance(g, FakeCUDAArray), f"result {k} is {type(g).__name__}, not on device"
+        g = g.copy_to_host()
+        assert g.shape == w.shape and g.dtype == w.dtype, f"result {k}: {g.shape} {g.dtype}"
+        assert rel_err(g, w) <= tol, f"result {k}: rel err {rel_err(g, w):.2e}"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_array_ops_match_the_host_set(dtype):
+    """Every device array operation against pyrnn/_host_ops.py, device arrays in and out."""
+    from pyrnn import _host_ops as host
+
+    rng = np.random.default_rng(6)
+    a, b = (rng.standard_normal((3, 2, 5)).astype(dtype) for _ in range(2))
+    c = rng.standard_normal((3, 2, 2)).astype(dtype)
+    da, db, dc = on_device((a, b, c))
+    dev = cu.array_ops
+    with no_host_copies():
+        got = [dev.concat_last([da, dc, db]), dev.take_last(da, 1, 4), dev.swap01(da),
+               dev.stack([da, db]), dev.multiply(da, db), dev.add(da, db),
+               dev.add(da, db, -0.5)]
+        out = cuda.to_device(np.zeros_like(a))
+        assert dev.add(da, db, 2.0, out=out) is out
+        dev.copy_into(dc, dev.take_last(db, 0, 2))
+        assert dev.concat_last([da]) is da
+    want = [host.concat_last([a, c, b]), host.take_last(a, 1, 4), host.swap01(a),
+            host.stack([a, b]), host.multiply(a, b), host.add(a, b), host.add(a, b, -0.5)]
+    assert_device_results_match(got + [out, dc],
+                                want + [a + 2 * b, np.ascontiguousarray(b[..., :2])])
+    assert np.array_equal(dev.to_host(da), a)
+    mask = dev.dropout_mask((4, 3), 0.5, np.random.default_rng(1), dtype)
+    assert np.array_equal(mask.copy_to_host(),
+                          host.dropout_mask((4, 3), 0.5, np.random.default_rng(1), dtype))
+    with pytest.raises(ValueError, match="expected a C-contiguous device array"):
+        dev.swap01(da.transpose((1, 0, 2)))
+
+
+LAYER_CASES = {  # variant -> (module keyword arguments, call options)
+    "rnn_tanh": (dict(num_layers=2), dict(unbatched=True, hx=True)),
+    "rnn_relu": (dict(nonlinearity="relu", batch_first=True, bidirectional=True),
+                 dict(lengths="host", grad_h_n=True)),
+    "lstm": (dict(num_layers=2, bidirectional=True, dropout=0.25),
+             dict(lengths="host", hx=True, grad_h_n=True)),
+    "gru_reset_after": (dict(batch_first=True, bias=False), dict(lengths="device")),
+    "gru_reset_before": (dict(num_layers=2, dropout=0.5, reset_after=False),
+                         dict(hx=True, grad_h_n=True)),
+}
+MODULES = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
+
+
+def layer_pair(variant, **extra):
+    """The same layer (float64, same seed) on the numpy backend and moved to the GPU."""
+    kw, _ = LAYER_CASES[variant]
+    cls = getattr(pyrnn, MODULES[VARIANTS[variant][0]])
+    host_m = cls(I, H, dtype=np.float64, backend="numpy", seed=7, **kw, **extra)
+    dev_m = cls(I, H, dtype=np.float64, backend="cuda", seed=7, **kw, **extra)
+    dev_m.load_state_dict(host_m.state_dict())
+    assert dev_m.to("cuda") is dev_m and dev_m.device == "cuda"
+    return host_m, dev_m
+
+
+@pytest.mark.parametrize("variant", list(LAYER_CASES))
+def test_layer_on_device_arrays(variant):
+    """forward, forward_train and backward of a layer whose parameters are on the GPU: device
+    arrays in, device arrays out, nothing read on the host, the numpy backend's numbers."""
+    host_m, dev_m = layer_pair(variant)
+    _, opts = LAYER_CASES[variant]
+    rng = np.random.default_rng(8)
+    D, LD = host_m.num_directions, host_m.num_layers * host_m.num_directions
+    lead = (T,) if opts.get("unbatched") else ((B, T) if host_m.batch_first else (T, B))
+    state = (LD,) if opts.get("unbatched") else (LD, B)
+    x = rng.standard_normal((*lead, I))
+    n_states = 2 if variant == "lstm" else 1
+
+    def states():
+        s = tuple(rng.standard_normal((*state, H)) for _ in range(n_states))
+        return s if n_states == 2 else s[0]
+
+    hx = states() if opts.get("hx") else None
+    lengths = np.array([2, 3]) if opts.get("lengths") else None
+    dev_lengths = on_device(lengths) if opts.get("lengths") == "device" else lengths
+    g_out = rng.standard_normal((*lead, D * H))
+    g_h = states() if opts.get("grad_h_n") else None
+    with no_host_copies():
+        infer = dev_m(on_device(x), on_device(hx), dev_lengths)
+        *fwd, ctx = dev_m.forward_train(on_device(x), on_device(hx), dev_lengths)
+        bwd = dev_m.backward(ctx, on_device(g_out), on_device(g_h))
+    want_fwd = host_m.forward_train(x, hx, lengths)
+    assert_device_results_match(infer, host_m(x, hx, lengths))
+    assert_device_results_match(fwd, want_fwd[:2])
+    assert_device_results_match(bwd, host_m.backward(want_fwd[2], g_out, g_h))
+    assert set(bwd[2]) == set(dev_m.parameters())
+
+
+@pytest.mark.parametrize("variant", ["rnn_relu", "lstm", "gru_reset_before"])
+def test_cell_on_device_arrays(variant):
+    cell, _, flags = VARIANTS[variant]
+    kw = {"nonlinearity": "relu"} if cell == "rnn" else {k: v for k, v in flags.items()}
+    cls = getattr(pyrnn, MODULES[cell] + "Cell")
+    host_m = cls(I, H, dtype=np.float64, backend="numpy", seed=9, **kw)
+    dev_m = cls(I, H, dtype=np.float64, seed=9, **kw).to("cuda")
+    rng = np.random.default_rng(10)
+    unbatched = cell == "lstm"  # one cell runs unbatched [I] input
+    lead = () if unbatched else (B,)
+    x = rng.standard_normal((*lead, I))
+    hx = tuple(rng.standard_normal((*lead, H)) for _ in range(2 if cell == "lstm" else 1))
+    hx = hx if cell == "lstm" else hx[0]
+    grads = tuple(rng.standard_normal((*lead, H)) for _ in range(2 if cell == "lstm" else 1))
+    with no_host_copies():
+        infer = dev_m(on_device(x), on_device(hx))
+        state, ctx = dev_m.forward_train(on_device(x), on_device(hx))
+        bwd = dev_m.backward(ctx, *on_device(grads))
+    state_np, ctx_np = host_m.forward_train(x, hx)
+    assert_device_results_match(infer, host_m(x, hx))
+    assert_device_results_match(state, state_np)
+    assert_device_results_match(bwd, host_m.backward(ctx_np, *grads))
+
+
+def test_to_state_dict_and_a_training_step_on_the_device():
+    """to() moves the live arrays; state_dict() is host copies from either side; load_state_dict
+    takes either side; an SGD step on the device equals the host one."""
+    m = pyrnn.GRU(I, H, dtype=np.float64, seed=11)
+    live = m.parameters()
+    before = m.state_dict()
+    assert m.to("cuda").device == "cuda" and m.parameters() is live
+    assert all(_runtime.is_device_array(p) for p in live.values())
+    sd = m.state_dict()
+    assert all(isinstance(v, np.ndarray) for v in sd.values())
+    assert all(np.array_equal(sd[k], before[k]) for k in before)
+    # host values into device parameters, in place (the live arrays stay the same objects)
+    w = live["weight_hh_l0"]
+    m.load_state_dict({k: v * 2 for k, v in before.items()})
+    assert m.parameters()["weight_hh_l0"] is w
+    assert np.array_equal(w.copy_to_host(), 2 * before["weight_hh_l0"])
+    # device values into host parameters
+    host_m = pyrnn.GRU(I, H, dtype=np.float64, backend="numpy", seed=12)
+    host_m.load_state_dict({k: cuda.to_device(v) for k, v in before.items()})
+    assert all(np.array_equal(host_m.state_dict()[k], before[k]) for k in before)
+    m.load_state_dict({k: cuda.to_device(v) for k, v in before.items()})  # device to device
+    # one SGD step each side
+    rng = np.random.default_rng(13)
+    x, g = rng.standard_normal((T, B, I)), rng.standard_normal((T, B, H))
+    _, _, ctx = m.forward_train(on_device(x))
+    _, _, grads = m.backward(ctx, on_device(g))
+    for name, grad in grads.items():
+        cu.array_ops.add(live[name], grad, -0.1, out=live[name])
+    _, _, ctx = host_m.forward_train(x)
+    _, _, grads = host_m.backward(ctx, g)
+    for name, grad in grads.items():
+        host_m.parameters()[name] -= 0.1 * grad
+    assert m.to("cpu").device == "cpu"
+    assert all(isinstance(p, np.ndarray) for p in live.values())
+    for name, p in host_m.parameters().items():
+        assert rel_err(live[name], p) <= 1e-12, name
+
+
+def test_arrays_on_the_wrong_side_are_refused():
+    m = pyrnn.LSTM(I, H, dtype=np.float32, seed=14)
+    x = np.zeros((T, B, I), np.float32)
+    with pytest.raises(ValueError, match=r"x: expected a host array .*got a device array; call "
+                                         r"the module's .to\('cuda'\)"):
+        m(on_device(x))
+    with pytest.raises(ValueError, match="state_dict.*expected shape"):
+        m.load_state_dict({**m.state_dict(), "bias_ih_l0": cuda.to_device(np.zeros(3))})
+    m.to("cuda")
+    with pytest.raises(ValueError, match=r"x: expected a device array .*got a host array; call "
+                                         r"the module's .to\('cpu'\) or pass device arrays"):
+        m(x)
+    h = np.zeros((1, B, H), np.float32)
+    with pytest.raises(ValueError, match=r"hx\[1\] \(c0\): expected a device array"):
+        m(on_device(x), (on_device(h), h))
+    with pytest.raises(TypeError, match="x: expected a device array of float32 .*got float64"):
+        m(cuda.to_device(x.astype(np.float64)))
+    with pytest.raises(ValueError, match="x: expected a C-contiguous device array"):
+        m(cuda.to_device(np.zeros((B, T, I), np.float32)).transpose((1, 0, 2)))
+    _, _, ctx = m.forward_train(on_device(x))
+    with pytest.raises(ValueError, match="grad_output: expected a device array"):
+        m.backward(ctx, np.zeros((T, B, H), np.float32))
+    m.to("cpu")
+    with pytest.raises(ValueError, match="ctx: the module moved to 'cpu' after forward_train"):
+        m.backward(ctx, np.zeros((T, B, H), np.float32))
+    with pytest.raises(ValueError, match="built with backend='numpy'"):
+        pyrnn.RNN(I, H, backend="numpy").to("cuda")
+    with pytest.raises(ValueError, match="device: expected 'cpu' or 'cuda'"):
+        m.to("gpu")
+    from pyrnn.functional import stack_forward
+
+    with pytest.raises(ValueError, match="backend 'numpy' runs host arrays"):
+        stack_forward(m._spec, pyrnn._backend.resolve("numpy"), m._weights(), on_device(x),
+                      None, None, None, training=False)
+
+
+def test_auto_picks_cuda_for_simulator_device_arrays():
+    assert pyrnn._backend.resolve("auto", (cuda.to_device(np.zeros(2)),)).name == "cuda"
+
+
 def test_zz_every_kernel_ran_with_its_declared_signature():
     """Runs last: each kernel of each dtype was launched by the tests above (each launch was
     checked against its declared signature, which the PTX tests compile)."""
-    from pyrnn.cuda import cells
+    from pyrnn.cuda import cells, ops
 
     declared = {(name, str(np.dtype(dt))) for dt in (np.float32, np.float64)
-                for mod in (gemm, cells, persistent) for name in mod.kernels(np.dtype(dt))}
+                for mod in (gemm, cells, persistent, ops) for name in mod.kernels(np.dtype(dt))}
     missing = declared - _runtime.launched
     assert not missing, f"never launched: {sorted(missing)}"

@@ -14,9 +14,9 @@ import types
 import numpy as np
 import pytest
 
-from pyrnn.cuda import _runtime, cells, common, gemm, persistent
+from pyrnn.cuda import _runtime, cells, common, gemm, ops, persistent
 
-MODULES = (gemm, cells, persistent)
+MODULES = (gemm, cells, persistent, ops)
 NAMES = [name for mod in MODULES for name in mod.kernels(np.dtype(np.float32))]
 _built: dict = {}
 

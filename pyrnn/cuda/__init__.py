@@ -16,6 +16,7 @@ import numpy as np
 from .._errors import BackendUnavailableError
 from ..ref import gru_workspace_len, lstm_workspace_len, rnn_workspace_len
 from . import _runtime
+from . import ops as array_ops
 from ._runtime import cache_weights
 from .gru import gru_backward, gru_forward
 from .lstm import lstm_backward, lstm_forward
@@ -25,7 +26,7 @@ __all__ = [
     "rnn_forward", "rnn_backward", "rnn_workspace_len",
     "lstm_forward", "lstm_backward", "lstm_workspace_len",
     "gru_forward", "gru_backward", "gru_workspace_len",
-    "check_available", "empty", "info", "cache_weights",
+    "check_available", "empty", "info", "cache_weights", "array_ops",
 ]
 
 

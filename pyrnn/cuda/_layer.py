@@ -19,9 +19,8 @@ class Call:
 
     def __init__(self, x, **named):
         rt.check_same_device({"x": x, **named})
-        if not rt.is_device_array(x) and not isinstance(x, np.ndarray):
-            x = np.asarray(x)
         self.on_device = rt.is_device_array(x)
+        x = rt.device_view(x) if self.on_device else np.asarray(x)
         self.dtype = np.dtype(x.dtype)
         if self.dtype not in (np.float32, np.float64):
             raise TypeError(f"x: expected float32 or float64 data, got {self.dtype}")

@@ -82,6 +82,8 @@ def _numba_type(value) -> types.Type:
         return BOOL
     if isinstance(value, numbers.Integral):
         return I64
+    if isinstance(value, np.floating):
+        return scalar_type(value.dtype)
     layout = "C" if value.flags["C_CONTIGUOUS"] else "A"
     return types.Array(numba.from_dtype(value.dtype), value.ndim, layout)
 
@@ -140,10 +142,15 @@ def check_same_device(named: dict) -> None:
             f"move them to one GPU and select it (numba.cuda.select_device)")
 
 
+def device_view(a):
+    """Device array ``a`` (Numba, CuPy, PyTorch...) as a Numba device array over its memory."""
+    return a if isinstance(a, _SimArray) or SIMULATOR else cuda.as_cuda_array(a)
+
+
 def as_device(name: str, a, dtype, ndim: int | None = None):
     """``a`` as a C-contiguous device array of ``dtype``: device arrays are used in place."""
     if is_device_array(a):
-        d = a if isinstance(a, _SimArray) or SIMULATOR else cuda.as_cuda_array(a)
+        d = device_view(a)
         if np.dtype(d.dtype) != np.dtype(dtype):
             raise TypeError(f"{name}: expected a device array of {np.dtype(dtype)}, got {d.dtype}")
         if not d.is_c_contiguous():
