@@ -81,7 +81,7 @@ class _Recurrent:
         if on_device == self._on_device:
             return self
         if on_device:
-            if self.backend not in ("auto", "cuda"):
+            if self.backend not in (None, "auto", "cuda"):
                 raise ValueError(f"device: this {type(self).__name__} was built with backend="
                                  f"{self.backend!r}, which runs on the host; build it with "
                                  f"backend='cuda' or 'auto' to move it to the GPU")
