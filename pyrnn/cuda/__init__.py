@@ -5,9 +5,10 @@ Inputs are NumPy arrays (copied to the device, results returned as NumPy) or dev
 ``__cuda_array_interface__`` (nothing is copied to the host, results are Numba device arrays).
 Workspaces live on the device (``empty``). NumPy weights are copied to the device at each call
 unless the call runs inside ``cache_weights()``; a module moved with ``m.to("cuda")`` keeps its
-weights on the device instead. ``array_ops`` (``ops.py``) composes layers on device arrays. Without a GPU, Numba's simulator
-(``NUMBA_ENABLE_CUDASIM=1``) runs the same kernels, slowly. ``PYRNN_CUDA_PERSISTENT=0`` turns the
-persistent small-batch kernels off, ``=1`` uses them for any batch they fit.
+weights on the device instead. ``array_ops`` (``ops.py``) composes layers on device arrays.
+Without a GPU, Numba's simulator (``NUMBA_ENABLE_CUDASIM=1``) runs the same kernels, slowly.
+``PYRNN_CUDA_PERSISTENT=0`` turns the persistent small-batch kernels off, ``=1`` uses them for
+any batch they fit.
 """
 
 from __future__ import annotations
