@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-import pyrnn
+from pyrnn._backend import resolve
 
 
 def parser(description: str, trains: bool = True) -> argparse.ArgumentParser:
@@ -24,10 +23,9 @@ def parser(description: str, trains: bool = True) -> argparse.ArgumentParser:
 
 
 def backend_name(requested: str) -> str:
-    """The backend that ``requested`` ("auto" or a name) runs on host arrays."""
-    if requested == "auto":
-        requested = os.environ.get("PYRNN_BACKEND") or "auto"
-    return pyrnn.backend_info()["auto"] if requested == "auto" else requested
+    """The backend that ``requested`` ("auto" or a name) runs NumPy arrays on."""
+    # the layers' own resolution: unlike pyrnn.backend_info() it does not probe for a GPU
+    return resolve(requested).name
 
 
 class Thresholds:
