@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import warnings
@@ -364,3 +365,28 @@ def test_other_devices_fall_back():
     with pytest.warns(pt.FallbackWarning, match="meta"):
         out, h = model(torch.empty(5, 2, 3, device="meta"))
     assert out.device.type == "meta" and out.shape == (5, 2, 4)
+
+
+def test_cuda_backend_in_the_simulator_matches_torch():
+    """The CUDA backend's function table through StackFunction (host tensors, Numba's simulator:
+    it must be switched on before numba is imported, hence the subprocess)."""
+    code = """
+import torch, pyrnn.torch as pt
+from torch.nn.utils.rnn import pack_padded_sequence
+torch.manual_seed(0)
+ref = torch.nn.LSTM(3, 4, num_layers=2, bidirectional=True, dtype=torch.float64)
+ours = pt.LSTM(3, 4, num_layers=2, bidirectional=True, dtype=torch.float64, backend="cuda")
+ours.load_state_dict(ref.state_dict())
+x, lengths = torch.randn(4, 3, 3, dtype=torch.float64), torch.tensor([2, 4, 3])
+hx = tuple(torch.randn(4, 3, 4, dtype=torch.float64) for _ in range(2))
+grads = []
+for model in (ref, ours):
+    xl = x.clone().requires_grad_()
+    out, (h, c) = model(pack_padded_sequence(xl, lengths, enforce_sorted=False), hx)
+    grads.append(torch.autograd.grad((out.data ** 2).sum() + h.sum() + c.sum(),
+                                     [xl, *model.parameters()]))
+for a, b in zip(*grads):
+    assert torch.allclose(a, b, rtol=1e-10, atol=1e-12), (a - b).abs().max()
+"""
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)

@@ -1,9 +1,9 @@
 """The autograd bridge: one ``torch.autograd.Function`` around pyrnn's stack_forward/backward.
 
-CPU tensors reach the backend without copies: a contiguous tensor's ``.numpy()`` shares its
-memory, and results come back through ``torch.from_numpy``. CUDA tensors go to the CUDA backend
-as host NumPy copies and results are copied back to the device, because stack_forward and
-stack_backward build their stacked states and concatenations with NumPy on the host.
+Tensors reach the backend without copies: a contiguous CPU tensor's ``.numpy()`` shares its
+memory and results come back through ``torch.from_numpy``; a CUDA tensor goes as it is (it
+exposes ``__cuda_array_interface__``, so the composition stays on the device) and the backend's
+device arrays come back through ``torch.as_tensor``, which shares their memory.
 """
 
 from __future__ import annotations
@@ -28,15 +28,19 @@ class TorchRandom:
         return torch.rand(shape, dtype=torch.float64).numpy()
 
 
-def as_array(t: torch.Tensor | None) -> np.ndarray | None:
-    """A contiguous tensor's data as NumPy, sharing its memory on the CPU (None stays None)."""
-    return None if t is None else t.detach().cpu().numpy()
+def as_array(t: torch.Tensor | None):
+    """A contiguous tensor's data for a backend, sharing its memory (None stays None)."""
+    if t is None:
+        return None
+    t = t.detach()  # torch refuses __cuda_array_interface__ on tensors that require grad
+    return t.numpy() if t.device.type == "cpu" else t
 
 
-def as_tensor(a: np.ndarray, device: torch.device) -> torch.Tensor:
-    """A backend's NumPy result as a tensor on ``device``, sharing its memory on the CPU."""
-    t = torch.from_numpy(a)
-    return t if device.type == "cpu" else t.to(device)
+def as_tensor(a, device: torch.device) -> torch.Tensor:
+    """A backend's result (NumPy, or a device array) as a tensor sharing its memory."""
+    if isinstance(a, np.ndarray):
+        return torch.from_numpy(a)
+    return torch.as_tensor(a, device=device)
 
 
 @dataclass(frozen=True)
