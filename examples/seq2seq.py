@@ -40,17 +40,19 @@ def greedy_decode(encoder, decoder, head, digits):
 
 def main():
     args = parser(__doc__.splitlines()[0]).parse_args()
-    steps = args.steps if args.steps is not None else (250 if args.quick else 800)
+    steps = args.steps if args.steps is not None else (200 if args.quick else 600)
     rng = np.random.default_rng(args.seed)
     encoder = pyrnn.GRU(DIGITS, H, backend=args.backend, seed=args.seed)
     decoder = pyrnn.GRU(DIGITS + 1, H, backend=args.backend, seed=args.seed + 1)
     head = Dense(H, DIGITS, seed=args.seed + 2)
     modules = [encoder, decoder, head]
-    opt = Adam([m.parameters() for m in modules], lr=0.005)
+    lr = 0.005
+    opt = Adam([m.parameters() for m in modules], lr=lr)
     print(f"reverse {L} digits; GRU encoder and decoder, hidden size {H}, {steps} steps of "
           f"{BATCH}, on {backend_name(args.backend)}")
 
     for step in range(steps):
+        opt.lr = lr * (1 - step / steps)  # decaying to 0 settles the final weights
         digits, target = batch(rng, BATCH)
         enc_out, h_n, enc_ctx = encoder.forward_train(one_hot(digits, DIGITS))
         # teacher forcing: the decoder reads GO, target[0], ..., target[L-2]
@@ -79,7 +81,7 @@ def main():
               f"  {'ok' if np.all(decoded[:, b] == target[:, b]) else 'WRONG'}")
 
     checks = Thresholds()
-    target_acc = 0.5 if args.quick else 0.95
+    target_acc = 0.7 if args.quick else 0.95
     checks.expect(seq_acc >= target_acc, f"sequence accuracy {seq_acc:.3f} >= {target_acc}")
     checks.finish()
 

@@ -34,12 +34,14 @@ def main():
     print(f"Elman RNN(1 -> {H}) + Dense on {backend_name(args.backend)}, {steps} steps of "
           f"{batch} windows of {T}")
 
+    scored = np.ones((T, batch, 1))  # loss weights: the first steps only find the phase
+    scored[:WARMUP] = 0
     for step in range(steps):
         _, noisy = sine_windows(rng, batch, T + 1)
-        out, _, ctx = rnn.forward_train(noisy[:-1])
-        pred, head_ctx = head.forward_train(out)
-        loss, g_pred = mse_loss(pred[WARMUP:], noisy[1 + WARMUP:])
-        g_out, g_head = head.backward(head_ctx, np.pad(g_pred, ((WARMUP, 0), (0, 0), (0, 0))))
+        out, _, ctx = rnn.forward_train(noisy[:-1])  # input x_0..x_{T-1}
+        pred, head_ctx = head.forward_train(out)  # prediction of x_1..x_T
+        loss, g_pred = mse_loss(pred, noisy[1:], weights=scored)
+        g_out, g_head = head.backward(head_ctx, g_pred)
         _, _, g_rnn = rnn.backward(ctx, g_out)
         opt.step([g_rnn, g_head])
         if step % max(steps // 5, 1) == 0:
