@@ -42,7 +42,7 @@ def random_configs(n: int, seed: int = 2024) -> list[dict]:
     for k in range(n):
         kind = INPUTS[(k // 4) % 4]
         configs.append(dict(
-            cell=list(LAYERS)[k % 4], input=kind,
+            seed=k, cell=list(LAYERS)[k % 4], input=kind,
             num_layers=int(rng.integers(1, 4)), bidirectional=bool(rng.integers(2)),
             batch_first=bool(rng.integers(2)), bias=bool(rng.integers(2)),
             hx=bool(rng.integers(2)), dtype=(torch.float32, torch.float64)[k // 16 % 2],
@@ -89,7 +89,7 @@ def flat_outputs(out, hidden):
 
 @pytest.mark.parametrize("c", random_configs(48), ids=config_id)
 def test_layer_matches_torch(c, backend):
-    torch.manual_seed(hash(config_id(c)) % 2**31)
+    torch.manual_seed(c["seed"])
     D = 2 if c["bidirectional"] else 1
     T, B, I, H = c["T"], c["B"], c["I"], c["H"]
     ref, ours = make_pair(LAYERS, c, backend, input_size=I, hidden_size=H,
@@ -114,7 +114,7 @@ def test_layer_matches_torch(c, backend):
         x_leaf, *state_leaves = leaves(x, *states)
         outs = flat_outputs(*run_layer(model, c, x_leaf, state_leaves, lengths))
         results.append((x_leaf, state_leaves, outs, model))
-    (x_r, s_r, outs_r, _), (x_o, s_o, outs_o, _) = results
+    outs_r, outs_o = results[0][2], results[1][2]
 
     if c["input"].startswith("packed"):
         # the packed structure itself must match too
