@@ -34,6 +34,14 @@ static void FN(init_state)(const real *src, int64_t B, int64_t H, int64_t j0, in
         }
 }
 
+/* The i-th of the unit blocks [u0, u1) a thread visits in step s: in order on even steps, in
+ * reverse on odd ones, so that a step starts on the weights the previous step touched last,
+ * still in L1 when the thread's share of the weights is larger than L1. */
+static inline int64_t FN(block_at)(int64_t u0, int64_t u1, int64_t s, int64_t i)
+{
+    return (s & 1) ? u1 - 1 - i : u0 + i;
+}
+
 /* Units [j0, j1) of the unit blocks [u0, u1) a thread owns. */
 static inline void FN(own_units)(int64_t H, int64_t u0, int64_t u1, int64_t *j0, int64_t *j1)
 {
@@ -45,23 +53,46 @@ static inline void FN(own_units)(int64_t H, int64_t u0, int64_t u1, int64_t *j0,
  *   acc   [G*B*Hp]   recurrent sums of the current step, per unit block [nblk][B][tile]
  *   tbuf  [2,G*H,B]  transposed states (forward) or gate gradients (backward), two steps
  *   wpack [G*Hp*H]   recurrent weights packed once per call, tiles or panels per unit block
- *   bpack [128*roundup(max(G*H, I), 32)]  the GEMM's packed B panels */
+ *   bpack [128*roundup(max(G*H, I), 32)]  the GEMM's packed B panels
+ * each starting on a 64-byte boundary (the length has 16 elements of slack per region), so
+ * whole-vector loads of tiles and panels never straddle cache lines. */
 struct FN(tail) {
     real *acc, *tbuf, *wpack, *bpack;
 };
+
+static inline real *FN(align64)(real *p)
+{
+    return (real *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
+}
 
 static struct FN(tail) FN(carve_tail)(real *p, int64_t B, int64_t H, int G)
 {
     const int64_t Hp = pyrnn_hpad(H);
     struct FN(tail) t;
-    t.acc = p;
-    p += G * B * Hp;
-    t.tbuf = p;
-    p += 2 * G * H * B;
-    t.wpack = p;
-    p += G * Hp * H;
-    t.bpack = p;
+    t.acc = FN(align64)(p);
+    t.tbuf = FN(align64)(t.acc + G * B * Hp);
+    t.wpack = FN(align64)(t.tbuf + 2 * G * H * B);
+    t.bpack = FN(align64)(t.wpack + G * Hp * H);
     return t;
+}
+
+/* Asks for the n reals at p to be brought into cache (for writing when `write`). The cells
+ * ask, row by row as they go, for the same row of the next step's slices of [T,B,...] arrays:
+ * those rows are far apart, so the hardware prefetchers miss them, and asking a step ahead and
+ * a row at a time spreads the requests over the step. */
+static inline void FN(prefetch)(const real *p, int64_t n, int write)
+{
+    const real *last = p + n - 1;
+    for (const real *q = p; q <= last; q += 64 / (int64_t)sizeof(real)) {
+        if (write)
+            __builtin_prefetch(q, 1, 3);
+        else
+            __builtin_prefetch(q, 0, 3);
+    }
+    if (write)
+        __builtin_prefetch(last, 1, 3);
+    else
+        __builtin_prefetch(last, 0, 3);
 }
 
 /* Threads for a time loop doing `flops` per step over nblk unit blocks: one thread unless each

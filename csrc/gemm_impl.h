@@ -130,6 +130,45 @@ static void FN(recur_tile)(int64_t B, int nv, int64_t K, const real *aT, const r
     }
 }
 
+/* dst[k*ldd + j] = src[j*lds + k] for j, k < VW: one VW x VW block transposed in registers,
+ * log2(VW) rounds of two-vector shuffles (row pairs b apart swap their off-diagonal halves). */
+static inline void FN(transpose_block)(const real *src, int64_t lds, real *dst, int64_t ldd)
+{
+    V r[VW];
+#pragma GCC unroll 16
+    for (int j = 0; j < VW; j++) r[j] = FN(vload)(src + j * lds);
+#pragma GCC unroll 4
+    for (int b = 1; b < VW; b *= 2) {
+        VI lo, hi;
+#pragma GCC unroll 16
+        for (int l = 0; l < VW; l++) {
+            lo[l] = (l & b) ? VW + l - b : l;
+            hi[l] = (l & b) ? VW + l : l + b;
+        }
+#pragma GCC unroll 16
+        for (int i = 0; i < VW; i++)
+            if (!(i & b)) {
+                const V a = r[i], c = r[i + b];
+                r[i] = __builtin_shuffle(a, c, lo);
+                r[i + b] = __builtin_shuffle(a, c, hi);
+            }
+    }
+#pragma GCC unroll 16
+    for (int k = 0; k < VW; k++) FN(vstore)(dst + k * ldd, r[k]);
+}
+
+/* dst[k*ldd + j] = j < rows ? src[j*lds + k] : 0 for j < VW, k < K: a strip of `rows` (<= VW)
+ * rows of src transposed, zero-padded to VW columns. */
+static void FN(transpose_strip)(const real *src, int64_t lds, int64_t rows, int64_t K, real *dst,
+                                int64_t ldd)
+{
+    int64_t k = 0;
+    if (rows == VW)
+        for (; k + VW <= K; k += VW) FN(transpose_block)(src + k, lds, dst + k * ldd, ldd);
+    for (; k < K; k++)
+        for (int64_t j = 0; j < VW; j++) dst[k * ldd + j] = j < rows ? src[j * lds + k] : 0;
+}
+
 /* Forward tiles, all gates of the same units together:
  *     out[u][k][g][v] = w[(g*H + u*VW + v)*H + k]   (0 for units >= H)
  * w: [G*H,H] rows of G gate blocks; out: [nblk][H][G][VW]; blocks u in [u0, u1) only. */
@@ -137,18 +176,10 @@ static void FN(pack_tiles)(const real *w, int64_t H, int G, int64_t u0, int64_t 
 {
     const int64_t tile = (int64_t)G * VW;
     for (int64_t u = u0; u < u1; u++) {
-        real *o = out + u * H * tile;
+        const int64_t rows = H - u * VW < VW ? H - u * VW : VW;
         for (int g = 0; g < G; g++)
-            for (int v = 0; v < VW; v++) {
-                const int64_t j = u * VW + v;
-                real *dst = o + g * VW + v;
-                if (j < H) {
-                    const real *src = w + (g * H + j) * H;
-                    for (int64_t k = 0; k < H; k++) dst[k * tile] = src[k];
-                } else {
-                    for (int64_t k = 0; k < H; k++) dst[k * tile] = 0;
-                }
-            }
+            FN(transpose_strip)(w + (g * H + u * VW) * H, H, rows, H, out + u * H * tile + g * VW,
+                                tile);
     }
 }
 
@@ -217,9 +248,14 @@ static void FN(pack_b)(const struct FN(gemm) *g, int64_t p, int64_t k0, int64_t 
             memcpy(out + k * GEMM_NR, src + k * g->rsb, (size_t)nr * sizeof(real));
             for (int64_t n = nr; n < GEMM_NR; n++) out[k * GEMM_NR + n] = 0;
         }
+    } else if (g->rsb == 1) {  /* B^T is row-major: transpose strips of VW columns */
+        for (int64_t n = 0; n < GEMM_NR; n += VW) {
+            const int64_t rows = nr - n < 0 ? 0 : (nr - n < VW ? nr - n : VW);
+            FN(transpose_strip)(src + n * g->csb, g->csb, rows, kc, out + n, GEMM_NR);
+        }
     } else {
-        for (int64_t n = 0; n < GEMM_NR; n++)
-            for (int64_t k = 0; k < kc; k++)
+        for (int64_t k = 0; k < kc; k++)
+            for (int64_t n = 0; n < GEMM_NR; n++)
                 out[k * GEMM_NR + n] = n < nr ? src[n * g->csb + k * g->rsb] : 0;
     }
 }

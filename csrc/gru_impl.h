@@ -98,16 +98,24 @@ static void FN(gru_forward_team)(void *vctx, int tid, int nth)
     // 2. time loop: recurrent product(s) and the fused pointwise update
     for (int64_t s = 0; s < T; s++) {
         const int64_t t = FN(step_at)(T, c->reverse, s);
+        const int64_t t2 = s + 1 < T ? FN(step_at)(T, c->reverse, s + 1) : -1;
         const real *h_prev = FN(gru_state)(x, s);
         real *h = s + 1 < T ? FN(gru_state)(x, s + 1) : c->h_n;
         const real *hT_prev = hT + (s & 1) * H * B;
         real *hT_next = hT + ((s + 1) & 1) * H * B;
-        for (int64_t u = u0; u < u1; u++) {
+        for (int64_t ui = 0; ui < u1 - u0; ui++) {
+            const int64_t u = FN(block_at)(u0, u1, s, ui);
             const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
             const int tile = reset_after ? 3 : 2;
             real *gh = acc + u * B * G * VW;  /* [B][r,z(,n)][VW] h_prev @ w_h{rz(n)}^T */
             FN(recur_tile)(B, tile, H, hT_prev, wpack + u * H * tile * VW, gh);
             for (int64_t b = 0; b < B; b++) {
+                if (t2 >= 0) {  /* this row of the next step's input projection and outputs */
+                    for (int k = 0; k < G; k++)
+                        FN(prefetch)(gates + (t2 * B + b) * G * H + k * H + ju, n, 0);
+                    FN(prefetch)(c->y + (t2 * B + b) * H + ju, n, 1);
+                    if (c->training) FN(prefetch)(x->r.extra + (t2 * B + b) * H + ju, n, 1);
+                }
                 real *g3 = gates + (t * B + b) * G * H + ju;
                 const real *ghb = gh + b * tile * VW;
                 const V r = FN(vsigmoid)(FN(gru_gx)(c, g3, 0, ju, n) + FN(vload)(ghb));
@@ -131,7 +139,8 @@ static void FN(gru_forward_team)(void *vctx, int tid, int nth)
         }
         if (!reset_after) {
             PYRNN_BARRIER();  /* every unit's r * h_prev is ready */
-            for (int64_t u = u0; u < u1; u++) {
+            for (int64_t ui = 0; ui < u1 - u0; ui++) {
+                const int64_t u = FN(block_at)(u0, u1, s, ui);
                 const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
                 real *gh = acc + u * B * VW;  /* [B][VW] (r * h_prev) @ w_hn^T */
                 FN(recur_tile)(B, 1, H, rhT, wpack_n + u * H * VW, gh);
@@ -178,11 +187,24 @@ static void FN(gru_backward_team)(void *vctx, int tid, int nth)
     // 1. reverse time loop: dgx[t], dgh[t] and the carried gradient only
     for (int64_t s = 0; s < T; s++) {
         const int64_t t = FN(step_at)(T, !c->reverse, s);
+        const int64_t t2 = s + 1 < T ? FN(step_at)(T, !c->reverse, s + 1) : -1;
         real *dgT = x->r.tail.tbuf + (s & 1) * G * H * B;
         // forward was: h = (1-z)*n + z*h_prev, kept only where the step is valid
-        for (int64_t u = u0; u < u1; u++) {
+        for (int64_t ui = 0; ui < u1 - u0; ui++) {
+            const int64_t u = FN(block_at)(u0, u1, s, ui);
             const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
             for (int64_t b = 0; b < B; b++) {
+                if (t2 >= 0) {  /* what this row of the next step reads and writes */
+                    const int64_t nat = (t2 * B + b) * H + ju, nat3 = (t2 * B + b) * G * H + ju;
+                    for (int k = 0; k < G; k++) {
+                        FN(prefetch)(gates + nat3 + k * H, n, 0);
+                        FN(prefetch)(dgx + nat3 + k * H, n, 1);
+                        if (reset_after) FN(prefetch)(dgh + nat3 + k * H, n, 1);
+                    }
+                    FN(prefetch)(extra + nat, n, 0);
+                    FN(prefetch)(hprev + nat, n, 0);
+                    FN(prefetch)(c->dy + nat, n, 0);
+                }
                 const int64_t at = (t * B + b) * H + ju, at3 = (t * B + b) * G * H + ju;
                 const V zero = FN(vdup)(0);
                 V dr_pre = zero, dz_pre = zero, dn_pre = zero, r = zero;
@@ -218,7 +240,8 @@ static void FN(gru_backward_team)(void *vctx, int tid, int nth)
         PYRNN_BARRIER();
         if (!reset_after) {
             // forward was: n = tanh(gx_n + (r * h_prev) @ W_hn^T + b_hn), extra = r * h_prev
-            for (int64_t u = u0; u < u1; u++) {
+            for (int64_t ui = 0; ui < u1 - u0; ui++) {
+                const int64_t u = FN(block_at)(u0, u1, s, ui);
                 const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
                 real *drh_u = acc + u * B * VW;  /* [B][VW] dn_pre @ w_hn for these units */
                 FN(recur_tile)(B, 1, H, dgT + 2 * H * B, wpack + (u * G * H + 2 * H) * VW, drh_u);
@@ -241,7 +264,8 @@ static void FN(gru_backward_team)(void *vctx, int tid, int nth)
         }
         /* dh_prev += [dgh @ w_hh] (reset_after), [dgx_r, dgx_z] @ w_hrz (reset_before) */
         const int64_t K = reset_after ? G * H : 2 * H;
-        for (int64_t u = u0; u < u1; u++) {
+        for (int64_t ui = 0; ui < u1 - u0; ui++) {
+            const int64_t u = FN(block_at)(u0, u1, s, ui);
             const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
             real *dhp = acc + u * B * VW;
             FN(recur_tile)(B, 1, K, dgT, wpack + u * G * H * VW, dhp);

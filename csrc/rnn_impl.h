@@ -56,17 +56,23 @@ static void FN(rnn_forward_team)(void *vctx, int tid, int nth)
     // 2. time loop: recurrent product and the fused pointwise update
     for (int64_t s = 0; s < T; s++) {
         const int64_t t = FN(step_at)(T, c->reverse, s);
+        const int64_t t2 = s + 1 < T ? FN(step_at)(T, c->reverse, s + 1) : -1;
         const real *h_prev = FN(rnn_state)(x, s);
         real *h = s + 1 < T ? FN(rnn_state)(x, s + 1) : c->h_n;
         const real *hT_prev = hT + (s & 1) * H * B;
         real *hT_next = hT + ((s + 1) & 1) * H * B;
-        for (int64_t u = u0; u < u1; u++) {
+        for (int64_t ui = 0; ui < u1 - u0; ui++) {
+            const int64_t u = FN(block_at)(u0, u1, s, ui);
             const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
             real *gh = acc + u * B * VW;  /* [B][VW] h_prev @ w_hh^T for these units */
             FN(recur_tile)(B, 1, H, hT_prev, wpack + u * H * VW, gh);
             const V bias = c->b_ih ? FN(vload_n)(c->b_ih + ju, n) + FN(vload_n)(c->b_hh + ju, n)
                                    : FN(vdup)(0);
             for (int64_t b = 0; b < B; b++) {
+                if (t2 >= 0) {  /* this row of the next step's input projection and output */
+                    FN(prefetch)(gates + (t2 * B + b) * H + ju, n, 0);
+                    FN(prefetch)(c->y + (t2 * B + b) * H + ju, n, 1);
+                }
                 real *g = gates + (t * B + b) * H + ju;
                 V pre = FN(vload_n)(g, n);
                 if (c->b_ih) pre += bias;
@@ -112,11 +118,19 @@ static void FN(rnn_backward_team)(void *vctx, int tid, int nth)
     // 1. reverse time loop: dgates[t] and the carried gradient only
     for (int64_t s = 0; s < T; s++) {
         const int64_t t = FN(step_at)(T, !c->reverse, s);
+        const int64_t t2 = s + 1 < T ? FN(step_at)(T, !c->reverse, s + 1) : -1;
         real *dgT = x->r.tail.tbuf + (s & 1) * H * B;
         // forward was: gates[t] = act(gx + h_prev @ w_hh^T); h = valid ? gates[t] : h_prev
-        for (int64_t u = u0; u < u1; u++) {
+        for (int64_t ui = 0; ui < u1 - u0; ui++) {
+            const int64_t u = FN(block_at)(u0, u1, s, ui);
             const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
             for (int64_t b = 0; b < B; b++) {
+                if (t2 >= 0) {  /* what this row of the next step reads and writes */
+                    const int64_t nat = (t2 * B + b) * H + ju;
+                    FN(prefetch)(gates + nat, n, 0);
+                    FN(prefetch)(dgates + nat, n, 1);
+                    FN(prefetch)(c->dy + nat, n, 0);
+                }
                 const int64_t at = (t * B + b) * H + ju;
                 V dg = FN(vdup)(0);
                 if (FN(valid)(c->lengths, b, t)) {
@@ -131,7 +145,8 @@ static void FN(rnn_backward_team)(void *vctx, int tid, int nth)
             }
         }
         PYRNN_BARRIER();
-        for (int64_t u = u0; u < u1; u++) {
+        for (int64_t ui = 0; ui < u1 - u0; ui++) {
+            const int64_t u = FN(block_at)(u0, u1, s, ui);
             const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
             real *dhp = acc + u * B * VW;  /* [B][VW] dgates[t] @ w_hh for these units */
             FN(recur_tile)(B, 1, H, dgT, wpack + u * H * VW, dhp);

@@ -14,76 +14,84 @@ import numpy as np
 from ._errors import PyrnnError
 from ._pyrnn_c import ffi, lib
 
-_CTYPES = {np.dtype(np.float32): ("float[]", "f32"), np.dtype(np.float64): ("double[]", "f64")}
+_SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}  # keys are singletons
+_CTYPE = {"f32": "float[]", "f64": "double[]"}
+_NULL = ffi.NULL
+_from_buffer = ffi.from_buffer
 
 
 def _shape(shape) -> str:
     return "[" + ",".join(str(s) for s in shape) + "]"
 
 
+def _pointer(ctype: str, dtype, name: str, a, shape):
+    """A pointer to ``a`` as a C-contiguous array of ``dtype`` and ``shape``; NULL for None."""
+    if a is None:
+        return _NULL
+    if a.__class__ is not np.ndarray or a.dtype is not dtype:
+        a = np.ascontiguousarray(a, dtype=dtype)
+    if a.shape != shape:
+        raise ValueError(f"{name}: expected shape {_shape(shape)}, got {_shape(a.shape)}")
+    try:
+        return _from_buffer(ctype, a)
+    except ValueError:  # not C-contiguous: pass a contiguous copy
+        return _from_buffer(ctype, np.ascontiguousarray(a))
+
+
 class _Call:
-    """The arguments of one kernel call: sizes from x and w_hh, pointers, checks on the way."""
+    """One kernel call: the sizes (from x and w_hh), the data type, pointers and checks."""
 
     def __init__(self, x, w_hh, gates: int):
         x = np.asarray(x)
-        if x.dtype not in _CTYPES:
+        self.suffix = _SUFFIX.get(x.dtype)
+        if self.suffix is None:
             raise TypeError(f"x: expected float32 or float64 data, got dtype {x.dtype}")
         if x.ndim != 3 or np.ndim(w_hh) != 2:
             raise ValueError(f"x: expected [T,B,I] and w_hh [G*H,H], got shapes "
                              f"{_shape(x.shape)} and {_shape(np.shape(w_hh))}")
-        self.dtype = x.dtype
-        self.ctype, self.suffix = _CTYPES[x.dtype]
+        self.x, self.dtype, self.ctype = x, x.dtype, _CTYPE[self.suffix]
         self.T, self.B, self.I = x.shape
         self.H = np.shape(w_hh)[1]
         self.G = gates
 
-    def array(self, name: str, a, shape):
-        """A pointer to ``a`` as a C-contiguous array of ``shape``; NULL for None."""
-        if a is None:
-            return ffi.NULL
-        a = np.ascontiguousarray(a, dtype=self.dtype)
-        if a.shape != shape:
-            raise ValueError(f"{name}: expected shape {_shape(shape)}, got {_shape(a.shape)}")
-        return ffi.from_buffer(self.ctype, a)
+    def pointers(self, items):
+        """Pointers for (name, array or None, shape) items, in order."""
+        ctype, dtype = self.ctype, self.dtype
+        return [_pointer(ctype, dtype, name, a, shape) for name, a, shape in items]
 
-    def required(self, name: str, a, shape):
-        if a is None:
-            raise ValueError(f"{name}: expected an array of shape {_shape(shape)}, got None")
-        return self.array(name, a, shape)
-
-    def weights(self, w_ih, w_hh, b_ih, b_hh):
-        """Pointers to w_ih [G*H,I], w_hh [G*H,H], b_ih, b_hh [G*H] (both or neither)."""
-        GH = self.G * self.H
+    def inputs(self, states, w_ih, w_hh, b_ih, b_hh, lengths):
+        """Pointers to x, the states, the weights and lengths, in the kernels' order."""
+        T, B, I, H, GH = self.T, self.B, self.I, self.H, self.G * self.H
+        if w_ih is None or w_hh is None:
+            raise ValueError("w_ih, w_hh: expected arrays, got None")
         if (b_ih is None) != (b_hh is None):
             raise ValueError("b_ih, b_hh: expected both arrays or both None")
-        return (self.required("w_ih", w_ih, (GH, self.I)),
-                self.required("w_hh", w_hh, (GH, self.H)),
-                self.array("b_ih", b_ih, (GH,)), self.array("b_hh", b_hh, (GH,)))
-
-    def lengths(self, lengths):
+        ptrs = self.pointers([("x", self.x, (T, B, I))] + [(n, s, (B, H)) for n, s in states]
+                             + [("w_ih", w_ih, (GH, I)), ("w_hh", w_hh, (GH, H)),
+                                ("b_ih", b_ih, (GH,)), ("b_hh", b_hh, (GH,))])
         if lengths is None:
-            return ffi.NULL
-        a = np.ascontiguousarray(lengths, dtype=np.int64)
-        if a.shape != (self.B,):
-            raise ValueError(f"lengths: expected shape [{self.B}], got {_shape(a.shape)}")
-        return ffi.from_buffer("int64_t[]", a)
+            return ptrs + [_NULL]
+        lens = np.ascontiguousarray(lengths, dtype=np.int64)
+        if lens.shape != (B,):
+            raise ValueError(f"lengths: expected shape [{B}], got {_shape(lens.shape)}")
+        return ptrs + [_from_buffer("int64_t[]", lens)]
 
     def workspace(self, workspace, need: int):
         """A pointer into ``workspace`` itself: backward reads what forward left there."""
-        if not isinstance(workspace, np.ndarray) or workspace.dtype != self.dtype:
+        if type(workspace) is not np.ndarray or workspace.dtype != self.dtype:
             raise TypeError(f"workspace: expected a NumPy array of {self.dtype}, got "
                             f"{getattr(workspace, 'dtype', type(workspace).__name__)}")
         if (workspace.ndim != 1 or workspace.size < need
                 or not workspace.flags.c_contiguous or not workspace.flags.writeable):
             raise ValueError(f"workspace: expected a writeable contiguous 1-D array of at least "
                              f"{need} elements, got shape {_shape(workspace.shape)}")
-        return ffi.from_buffer(self.ctype, workspace)
+        return _from_buffer(self.ctype, workspace)
 
-    def outputs(self, *shapes):
+    def outputs(self, shapes):
         """New arrays of these shapes (None: no array) and pointers to them."""
         arrays = [None if s is None else np.empty(s, dtype=self.dtype) for s in shapes]
-        ptrs = [ffi.NULL if a is None else ffi.from_buffer(self.ctype, a) for a in arrays]
-        return arrays, ptrs
+        ctype = self.ctype
+        return arrays, [_NULL if a is None else _from_buffer(ctype, a) for a in arrays]
 
     def run(self, name: str, *args) -> None:
         """Call pyrnn_<name>_<f32|f64> and turn a failure status into PyrnnError."""
@@ -118,11 +126,10 @@ def _forward(kind, gates, need, x, states, weights, lengths, workspace, flags, n
     """Shared body of the three forwards: returns y [T,B,H] and the final states [B,H]."""
     call = _Call(x, weights[1], gates)
     T, B, H = call.T, call.B, call.H
-    ptrs = [call.array(name, s, (B, H)) for name, s in states]
-    outs, out_ptrs = call.outputs((T, B, H), *[(B, H)] * n_states)
-    call.run(f"{kind}_forward", *flags, call.array("x", x, (T, B, call.I)), *ptrs,
-             *call.weights(*weights), call.lengths(lengths), *out_ptrs,
-             call.workspace(workspace, need(call.T, call.B, call.I, call.H)))
+    inputs = call.inputs(states, *weights, lengths)
+    ws = call.workspace(workspace, need(T, B, call.I, H))
+    outs, out_ptrs = call.outputs([(T, B, H)] + [(B, H)] * n_states)
+    call.run(f"{kind}_forward", *flags, *inputs, *out_ptrs, ws)
     return tuple(outs)
 
 
@@ -131,14 +138,15 @@ def _backward(kind, gates, need, x, states, weights, lengths, dy, grads_n, works
     call = _Call(x, weights[1], gates)
     T, B, I, H = call.T, call.B, call.I, call.H
     GH = gates * H
+    inputs = call.inputs(states, *weights, lengths)
+    if dy is None:
+        raise ValueError(f"dy: expected an array of shape {_shape((T, B, H))}, got None")
+    grads = call.pointers([("dy", dy, (T, B, H))] + [(n, g, (B, H)) for n, g in grads_n])
+    ws = call.workspace(workspace, need(T, B, I, H))
     bias = weights[2] is not None
-    outs, out_ptrs = call.outputs((T, B, I), *[(B, H)] * len(states), (GH, I), (GH, H),
-                                  (GH,) if bias else None, (GH,) if bias else None)
-    call.run(f"{kind}_backward", *flags, call.array("x", x, (T, B, I)),
-             *[call.array(name, s, (B, H)) for name, s in states], *call.weights(*weights),
-             call.lengths(lengths), call.required("dy", dy, (T, B, H)),
-             *[call.array(name, g, (B, H)) for name, g in grads_n], *out_ptrs,
-             call.workspace(workspace, need(T, B, I, H)))
+    outs, out_ptrs = call.outputs([(T, B, I)] + [(B, H)] * len(states) + [
+        (GH, I), (GH, H), (GH,) if bias else None, (GH,) if bias else None])
+    call.run(f"{kind}_backward", *flags, *inputs, *grads, *out_ptrs, ws)
     return tuple(outs)
 
 
