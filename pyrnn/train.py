@@ -55,9 +55,7 @@ class Dense:
     seed : int or None
         Seed of the initialisation, PyTorch's: uniform in +-1/sqrt(in_features).
 
-    Attributes
-    ----------
-    parameters() : ``{"weight": [out,in], "bias": [out]}``, live arrays.
+    ``parameters()`` holds ``weight`` [out_features,in_features] and ``bias`` [out_features].
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
@@ -117,9 +115,7 @@ class Embedding:
     seed : int or None
         Seed of the initialisation, PyTorch's: standard normal.
 
-    Attributes
-    ----------
-    parameters() : ``{"weight": [V,E]}``, live.
+    ``parameters()`` holds ``weight`` [V,E].
     """
 
     def __init__(self, num_embeddings: int, embedding_dim: int, dtype=np.float32,
