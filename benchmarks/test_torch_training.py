@@ -5,16 +5,16 @@ with Adam on a regression target; one step is zero_grad, forward, MSE loss, back
 optimizer step. Both contenders start from the same weights and see the same data.
 
     python -m pytest benchmarks/test_torch_training.py   # pytest-benchmark tables
-    python benchmarks/test_torch_training.py             # Markdown table with ratios
+    python benchmarks/test_torch_training.py [--rounds 50] [--threads N]   # Markdown table
 
 Target: pyrnn.torch at least 3x faster per step than torch.nn at batch 1.
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
 import statistics
-import sys
 import time
 
 import pytest
@@ -107,7 +107,10 @@ def median_step_ms(steps, rounds: int, block: int = 10) -> list[float]:
 
 
 def main(rounds: int = 50) -> None:
-    backend = pyrnn.backend_info()["auto"]
+    info = pyrnn.backend_info()
+    backend = info["auto"]
+    if backend == "c":
+        backend += f" ({info['c'].get('isa')}, {info['c'].get('threads')} threads)"
     print(f"pyrnn backend {backend}, torch {torch.__version__}, {torch.get_num_threads()} "
           f"torch threads; T={T} I={I} H={H}, Adam; median of {rounds} steps per contender, "
           f"in alternating blocks\n")
@@ -129,4 +132,12 @@ def main(rounds: int = 50) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 50)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=50, help="timed steps per contender")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for both torch and pyrnn (default: each one's own)")
+    args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+        pyrnn.set_num_threads(args.threads)
+    main(args.rounds)
