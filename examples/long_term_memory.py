@@ -60,7 +60,7 @@ def train_and_test(kind, args, steps):
 
 def main():
     args = parser(__doc__.splitlines()[0]).parse_args()
-    steps = args.steps if args.steps is not None else (300 if args.quick else 600)
+    steps = args.steps if args.steps is not None else (200 if args.quick else 600)
     print(f"recall the first of {T} random bits; hidden size {H}, {steps} steps of {BATCH}, "
           f"Adam lr 0.003, on {backend_name(args.backend)}")
     accuracy = {kind: train_and_test(kind, args, steps) for kind in ("RNN", "LSTM", "GRU")}
@@ -70,8 +70,10 @@ def main():
     checks = Thresholds()
     # 2000 test sequences: a model at chance scores 0.5 +- 0.011 (one standard deviation)
     checks.expect(accuracy["RNN"] < 0.6, f"RNN stays at chance: {accuracy['RNN']:.3f} < 0.6")
+    target = 0.9 if args.quick else 0.98
     for kind in ("LSTM", "GRU"):
-        checks.expect(accuracy[kind] >= 0.95, f"{kind} solves it: {accuracy[kind]:.3f} >= 0.95")
+        checks.expect(accuracy[kind] >= target,
+                      f"{kind} solves it: {accuracy[kind]:.3f} >= {target}")
     checks.finish()
 
 
