@@ -32,7 +32,7 @@ class TimingPolicy:
 
 
 POLICIES = {
-    "quick": TimingPolicy(min_sample_s=0.005, min_repeats=3, max_repeats=5, budget_s=0.15),
+    "quick": TimingPolicy(min_sample_s=0.01, min_repeats=3, max_repeats=7, budget_s=0.25),
     "default": TimingPolicy(min_sample_s=0.02, min_repeats=3, max_repeats=7, budget_s=1.0),
     "full": TimingPolicy(min_sample_s=0.05, min_repeats=3, max_repeats=11, budget_s=4.0),
 }
