@@ -48,7 +48,7 @@ def train_and_test(bidirectional, args, steps):
 
 def main():
     args = parser(__doc__.splitlines()[0]).parse_args()
-    steps = args.steps if args.steps is not None else (150 if args.quick else 600)
+    steps = args.steps if args.steps is not None else (150 if args.quick else 300)
     print(f"{T} steps, marker probability {P_MARKER} per step; GRU hidden size {H}, {steps} "
           f"steps of {BATCH}, on {backend_name(args.backend)}")
     ceiling = ceiling_without_future()
