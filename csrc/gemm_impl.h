@@ -109,8 +109,9 @@ static void FN(mv)(int nv, int64_t K, const real *a, const real *b, int64_t ldb,
 /* The recurrent product of one unit-block tile for the whole batch:
  *     acc[b][0 : nv*VW] = sum_{k<K} aT[k*B + b] * panel[k][0 : nv*VW]
  * aT: [K,B] a transposed state (or gate gradient); panel: [K][nv*VW] packed weights;
- * acc: [B][nv*VW]. K is cut into chunks whose panel slice stays in L1 while every row block
- * of the batch passes over it. */
+ * acc: [B][nv*VW]. Rows go in groups of up to 64 and K in chunks sized so that the chunk of the
+ * panel and the group's chunk of aT stay in L1 (24 KiB of it) while every row block of the
+ * group passes over them. */
 static void FN(recur_tile)(int64_t B, int nv, int64_t K, const real *aT, const real *panel,
                            real *acc)
 {
@@ -120,12 +121,17 @@ static void FN(recur_tile)(int64_t B, int nv, int64_t K, const real *aT, const r
         return;
     }
     const int mrmax = MR_FOR(nv);
-    const int64_t kc = 16384 / (w * (int64_t)sizeof(real));
-    for (int64_t k0 = 0; k0 < K; k0 += kc) {
-        const int64_t kn = K - k0 < kc ? K - k0 : kc;
-        for (int64_t b0 = 0; b0 < B; b0 += mrmax) {
-            const int mr = B - b0 < mrmax ? (int)(B - b0) : mrmax;
-            FN(mk)(mr, nv, kn, aT + k0 * B + b0, B, panel + k0 * w, w, acc + b0 * w, w, k0 > 0);
+    for (int64_t g0 = 0; g0 < B; g0 += 64) {
+        const int64_t rows = B - g0 < 64 ? B - g0 : 64;
+        int64_t kc = 24576 / ((w + rows) * (int64_t)sizeof(real));
+        if (kc < 16) kc = 16;
+        for (int64_t k0 = 0; k0 < K; k0 += kc) {
+            const int64_t kn = K - k0 < kc ? K - k0 : kc;
+            for (int64_t b0 = g0; b0 < g0 + rows; b0 += mrmax) {
+                const int mr = g0 + rows - b0 < mrmax ? (int)(g0 + rows - b0) : mrmax;
+                FN(mk)(mr, nv, kn, aT + k0 * B + b0, B, panel + k0 * w, w, acc + b0 * w, w,
+                       k0 > 0);
+            }
         }
     }
 }
