@@ -13,11 +13,10 @@ from .runner import Measurement, Results
 
 BATCH_HEADERS = ("shape TxBxIxH", "backend", "batch", "ms/call", "spread", "seq/s", "GFLOP/s",
                  "%gemm", "%fma", "x seq", "x torch")
-BUSY_LOAD = 1.0  # a 1-minute load average from this point up means someone else is computing
-NOISY_SPREAD = 0.25  # rows whose interquartile range exceeds this fraction of the median
-
 RAGGED_HEADERS = ("shape TxBxIxH", "lengths", "backend", "strategy", "ms/all", "spread", "seq/s",
                   "GFLOP/s", "%gemm", "%fma", "x padded", "x torch")
+BUSY_LOAD = 1.0  # a 1-minute load average from this point up means someone else is computing
+NOISY_SPREAD = 0.25  # rows whose interquartile range exceeds this fraction of the median
 
 
 def _num(value: float | None) -> str:

@@ -1,8 +1,8 @@
 """Timing: warm-up, auto-ranged samples, repeats interleaved across contenders, median and spread.
 
 Contenders for the same measurement (pyrnn's backends and PyTorch on the same inputs) take their
-samples in turns, round after round, so that a noisy neighbour on a shared machine slows them all
-alike instead of whichever happened to run during the noise.
+samples in turns, round after round, in a new order each round, so that a noisy neighbour on a
+shared machine slows them all alike instead of whichever happened to run during the noise.
 """
 
 from __future__ import annotations
@@ -96,10 +96,11 @@ def time_interleaved(runners: list[Callable[[int], None]], policy: TimingPolicy)
     # a unit long enough to be a sample on its own is the first sample (slow calls stay cheap)
     per_unit = [[t] if u == 1 else [] for t, u in zip(first_unit, units)]
     position = [1] * len(runners)
-    for rnd in range(max(wanted)):
-        order = list(range(len(runners)))
-        order = order[rnd % len(order):] + order[: rnd % len(order)]  # rotate who goes first
-        for i in order:
+    # A fresh order every round: no contender always runs right after the same other one
+    # (whose thread pool may still be spinning when it starts).
+    shuffle = np.random.default_rng(0)
+    for _ in range(max(wanted)):
+        for i in shuffle.permutation(len(runners)):
             if len(per_unit[i]) < wanted[i]:
                 per_unit[i].append(_sample(runners[i], position[i], units[i]) / units[i])
                 position[i] += units[i]
