@@ -17,7 +17,7 @@ from pyrnn.bench import contenders, grids, plan
 from pyrnn.bench.__main__ import main
 from pyrnn.bench.check import compare, rel_error
 from pyrnn.bench.progress import Progress
-from pyrnn.bench.timing import summarize
+from pyrnn.bench.timing import TimingPolicy, summarize, time_interleaved
 
 HAS_TORCH = contenders.torch_version() is not None
 BACKENDS = ["numpy"] + (["torch"] if HAS_TORCH else [])
@@ -304,3 +304,14 @@ def test_default_backends_time_numpy_beyond_quick_only_without_a_compiled_one(mo
     assert cli.default_backends("default") == ("c",) + torch
     monkeypatch.setattr(pyrnn, "available_backends", lambda: ["numpy"])
     assert cli.default_backends("full") == ("numpy",) + torch
+
+
+def test_interleaved_timing_cycles_each_runner_through_its_units():
+    seen = [[], []]
+    runners = [seen[0].append, seen[1].append]
+    policy = TimingPolicy(min_sample_s=0.0, min_repeats=3, max_repeats=4, budget_s=1e9)
+    stats = time_interleaved(runners, policy)
+    # one sizing unit (also the first sample, as it needs no repeats), then the samples
+    assert [s.samples for s in stats] == [4, 4]
+    assert seen == [[0, 1, 2, 3], [0, 1, 2, 3]]
+    assert all(s.units_per_sample == 1 and s.median >= 0 for s in stats)
