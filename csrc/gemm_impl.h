@@ -136,6 +136,22 @@ static void FN(recur_tile)(int64_t B, int nv, int64_t K, const real *aT, const r
     }
 }
 
+/* Shuffle masks of the transpose below, for rounds b = 1, 2, 4, 8 (only the first VW lanes of
+ * each row are used): lo takes lanes of row i where bit b of the lane is clear and the lanes
+ * b lower of row i+b where it is set; hi the rest. */
+#define TR_LO(b, l) (((l) & (b)) ? VW + (l) - (b) : (l))
+#define TR_HI(b, l) (((l) & (b)) ? VW + (l) : (l) + (b))
+#define TR_ROW(M, b)                                                                           \
+    {M(b, 0), M(b, 1), M(b, 2), M(b, 3), M(b, 4), M(b, 5), M(b, 6), M(b, 7), M(b, 8),          \
+     M(b, 9), M(b, 10), M(b, 11), M(b, 12), M(b, 13), M(b, 14), M(b, 15)}
+static const ireal FN(tr_lo)[4][16] = {TR_ROW(TR_LO, 1), TR_ROW(TR_LO, 2), TR_ROW(TR_LO, 4),
+                                       TR_ROW(TR_LO, 8)};
+static const ireal FN(tr_hi)[4][16] = {TR_ROW(TR_HI, 1), TR_ROW(TR_HI, 2), TR_ROW(TR_HI, 4),
+                                       TR_ROW(TR_HI, 8)};
+#undef TR_LO
+#undef TR_HI
+#undef TR_ROW
+
 /* dst[k*ldd + j] = src[j*lds + k] for j, k < VW: one VW x VW block transposed in registers,
  * log2(VW) rounds of two-vector shuffles (row pairs b apart swap their off-diagonal halves). */
 static inline void FN(transpose_block)(const real *src, int64_t lds, real *dst, int64_t ldd)
@@ -144,13 +160,10 @@ static inline void FN(transpose_block)(const real *src, int64_t lds, real *dst, 
 #pragma GCC unroll 16
     for (int j = 0; j < VW; j++) r[j] = FN(vload)(src + j * lds);
 #pragma GCC unroll 4
-    for (int b = 1; b < VW; b *= 2) {
+    for (int round = 0, b = 1; b < VW; round++, b *= 2) {
         VI lo, hi;
-#pragma GCC unroll 16
-        for (int l = 0; l < VW; l++) {
-            lo[l] = (l & b) ? VW + l - b : l;
-            hi[l] = (l & b) ? VW + l : l + b;
-        }
+        memcpy(&lo, FN(tr_lo)[round], sizeof lo);
+        memcpy(&hi, FN(tr_hi)[round], sizeof hi);
 #pragma GCC unroll 16
         for (int i = 0; i < VW; i++)
             if (!(i & b)) {
