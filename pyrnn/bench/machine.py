@@ -71,7 +71,8 @@ def fma_peak_estimate(cpu: dict, threads: int, dtype) -> dict:
         return {"gflops": None, "formula": "unknown clock"}
     ghz = cpu["mhz"] / 1000
     return {"gflops": cores * ghz * flop_per_cycle,
-            "formula": f"{cores} cores x {ghz:.2f} GHz x {flop_per_cycle} flop/cycle "
+            "formula": f"{cores} core{'s' if cores > 1 else ''} x {ghz:.2f} GHz x "
+                       f"{flop_per_cycle} flop/cycle "
                        f"({FMA_UNITS} FMA units x {lanes} {np.dtype(dtype).name} lanes x 2)"}
 
 
