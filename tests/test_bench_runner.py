@@ -20,7 +20,9 @@ from pyrnn.bench.progress import Progress
 from pyrnn.bench.timing import TimingPolicy, summarize, time_interleaved
 
 HAS_TORCH = contenders.torch_version() is not None
-BACKENDS = ["numpy"] + (["torch"] if HAS_TORCH else [])
+# the CPU backends here (the CUDA one would run Numba's slow simulator without a GPU)
+BACKENDS = [b for b in pyrnn.available_backends() if b in ("numpy", "c")] + \
+    (["torch"] if HAS_TORCH else [])
 SHAPES = "4x3x3x5,3x1x2x2"
 TINY = ["--quick", "--shapes", SHAPES, "--gemm-size", "64", "--threads", "1",
         "--backends", ",".join(BACKENDS)]
