@@ -109,11 +109,13 @@ static void FN(mv)(int nv, int64_t K, const real *a, const real *b, int64_t ldb,
 /* The recurrent product of one unit-block tile for the whole batch:
  *     acc[b][0 : nv*VW] = sum_{k<K} aT[k*B + b] * panel[k][0 : nv*VW]
  * aT: [K,B] a transposed state (or gate gradient); panel: [K][nv*VW] packed weights;
- * acc: [B][nv*VW]. Rows go in groups of up to 64 and K in chunks sized so that the chunk of the
- * panel and the group's chunk of aT stay in L1 (24 KiB of it) while every row block of the
- * group passes over them. */
+ * acc: [B][nv*VW]. Rows go in groups of four row blocks and K in chunks sized so that the
+ * group's sums, the chunk of the panel and the group's chunk of aT all stay in L1 (about 20 KiB
+ * of it) while the group's row blocks pass over them. The weights come from L3 (a thread's
+ * share of them rarely fits L2), so while one chunk is in use the row blocks ask, a slice
+ * each, for the next chunk (the first one of `next`, the panel of the next tile, at the end). */
 static void FN(recur_tile)(int64_t B, int nv, int64_t K, const real *aT, const real *panel,
-                           real *acc)
+                           const real *next, real *acc)
 {
     const int64_t w = (int64_t)nv * VW;
     if (B == 1) {
@@ -121,14 +123,25 @@ static void FN(recur_tile)(int64_t B, int nv, int64_t K, const real *aT, const r
         return;
     }
     const int mrmax = MR_FOR(nv);
-    for (int64_t g0 = 0; g0 < B; g0 += 64) {
-        const int64_t rows = B - g0 < 64 ? B - g0 : 64;
-        int64_t kc = 24576 / ((w + rows) * (int64_t)sizeof(real));
+    const int64_t line = 64 / (int64_t)sizeof(real);
+    for (int64_t g0 = 0; g0 < B; g0 += 4 * mrmax) {
+        const int64_t rows = B - g0 < 4 * mrmax ? B - g0 : 4 * mrmax;
+        const int64_t blocks = (rows + mrmax - 1) / mrmax;
+        int64_t kc = 20480 / ((w + rows) * (int64_t)sizeof(real));
         if (kc < 16) kc = 16;
         for (int64_t k0 = 0; k0 < K; k0 += kc) {
             const int64_t kn = K - k0 < kc ? K - k0 : kc;
-            for (int64_t b0 = g0; b0 < g0 + rows; b0 += mrmax) {
+            /* the chunk after this one: [ahead, ahead + ahead_n) */
+            const real *ahead = k0 + kc < K ? panel + (k0 + kc) * w
+                                : g0 + rows < B ? panel : next;
+            const int64_t ahead_n = (k0 + kc < K ? (K - k0 - kc < kc ? K - k0 - kc : kc)
+                                                 : (K < kc ? K : kc)) * w;
+            const int64_t slice = (ahead_n + blocks - 1) / blocks;
+            for (int64_t b0 = g0, rb = 0; b0 < g0 + rows; b0 += mrmax, rb++) {
                 const int mr = g0 + rows - b0 < mrmax ? (int)(g0 + rows - b0) : mrmax;
+                if (ahead)
+                    for (int64_t q = rb * slice; q < (rb + 1) * slice && q < ahead_n; q += line)
+                        __builtin_prefetch(ahead + q, 0, 2);
                 FN(mk)(mr, nv, kn, aT + k0 * B + b0, B, panel + k0 * w, w, acc + b0 * w, w,
                        k0 > 0);
             }

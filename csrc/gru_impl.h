@@ -108,7 +108,9 @@ static void FN(gru_forward_team)(void *vctx, int tid, int nth)
             const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
             const int tile = reset_after ? 3 : 2;
             real *gh = acc + u * B * G * VW;  /* [B][r,z(,n)][VW] h_prev @ w_h{rz(n)}^T */
-            FN(recur_tile)(B, tile, H, hT_prev, wpack + u * H * tile * VW, gh);
+            const int64_t un = ui + 1 < u1 - u0 ? FN(block_at)(u0, u1, s, ui + 1) : -1;
+            FN(recur_tile)(B, tile, H, hT_prev, wpack + u * H * tile * VW,
+                           un < 0 ? NULL : wpack + un * H * tile * VW, gh);
             for (int64_t b = 0; b < B; b++) {
                 if (t2 >= 0) {  /* this row of the next step's input projection and outputs */
                     for (int k = 0; k < G; k++)
@@ -143,7 +145,9 @@ static void FN(gru_forward_team)(void *vctx, int tid, int nth)
                 const int64_t u = FN(block_at)(u0, u1, s, ui);
                 const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
                 real *gh = acc + u * B * VW;  /* [B][VW] (r * h_prev) @ w_hn^T */
-                FN(recur_tile)(B, 1, H, rhT, wpack_n + u * H * VW, gh);
+                const int64_t un = ui + 1 < u1 - u0 ? FN(block_at)(u0, u1, s, ui + 1) : -1;
+                FN(recur_tile)(B, 1, H, rhT, wpack_n + u * H * VW,
+                               un < 0 ? NULL : wpack_n + un * H * VW, gh);
                 for (int64_t b = 0; b < B; b++) {
                     real *g3 = gates + (t * B + b) * G * H + ju;
                     const V nv = FN(vtanh)(FN(gru_gx)(c, g3, 2, ju, n) + FN(vload)(gh + b * VW));
@@ -244,7 +248,9 @@ static void FN(gru_backward_team)(void *vctx, int tid, int nth)
                 const int64_t u = FN(block_at)(u0, u1, s, ui);
                 const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
                 real *drh_u = acc + u * B * VW;  /* [B][VW] dn_pre @ w_hn for these units */
-                FN(recur_tile)(B, 1, H, dgT + 2 * H * B, wpack + (u * G * H + 2 * H) * VW, drh_u);
+                const int64_t un = ui + 1 < u1 - u0 ? FN(block_at)(u0, u1, s, ui + 1) : -1;
+                FN(recur_tile)(B, 1, H, dgT + 2 * H * B, wpack + (u * G * H + 2 * H) * VW,
+                               un < 0 ? NULL : wpack + (un * G * H + 2 * H) * VW, drh_u);
                 for (int64_t b = 0; b < B; b++) {
                     const int64_t at = (t * B + b) * H + ju, at3 = (t * B + b) * G * H + ju;
                     const V drh_b = FN(vload)(drh_u + b * VW);
@@ -268,7 +274,9 @@ static void FN(gru_backward_team)(void *vctx, int tid, int nth)
             const int64_t u = FN(block_at)(u0, u1, s, ui);
             const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
             real *dhp = acc + u * B * VW;
-            FN(recur_tile)(B, 1, K, dgT, wpack + u * G * H * VW, dhp);
+            const int64_t un = ui + 1 < u1 - u0 ? FN(block_at)(u0, u1, s, ui + 1) : -1;
+            FN(recur_tile)(B, 1, K, dgT, wpack + u * G * H * VW,
+                           un < 0 ? NULL : wpack + un * G * H * VW, dhp);
             for (int64_t b = 0; b < B; b++)
                 if (FN(valid)(c->lengths, b, t))
                     FN(vstore_n)(dh + b * H + ju,

@@ -65,7 +65,9 @@ static void FN(rnn_forward_team)(void *vctx, int tid, int nth)
             const int64_t u = FN(block_at)(u0, u1, s, ui);
             const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
             real *gh = acc + u * B * VW;  /* [B][VW] h_prev @ w_hh^T for these units */
-            FN(recur_tile)(B, 1, H, hT_prev, wpack + u * H * VW, gh);
+            const int64_t un = ui + 1 < u1 - u0 ? FN(block_at)(u0, u1, s, ui + 1) : -1;
+            FN(recur_tile)(B, 1, H, hT_prev, wpack + u * H * VW,
+                           un < 0 ? NULL : wpack + un * H * VW, gh);
             const V bias = c->b_ih ? FN(vload_n)(c->b_ih + ju, n) + FN(vload_n)(c->b_hh + ju, n)
                                    : FN(vdup)(0);
             for (int64_t b = 0; b < B; b++) {
@@ -149,7 +151,9 @@ static void FN(rnn_backward_team)(void *vctx, int tid, int nth)
             const int64_t u = FN(block_at)(u0, u1, s, ui);
             const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
             real *dhp = acc + u * B * VW;  /* [B][VW] dgates[t] @ w_hh for these units */
-            FN(recur_tile)(B, 1, H, dgT, wpack + u * H * VW, dhp);
+            const int64_t un = ui + 1 < u1 - u0 ? FN(block_at)(u0, u1, s, ui + 1) : -1;
+            FN(recur_tile)(B, 1, H, dgT, wpack + u * H * VW, un < 0 ? NULL : wpack + un * H * VW,
+                           dhp);
             for (int64_t b = 0; b < B; b++)
                 if (FN(valid)(c->lengths, b, t))
                     FN(vstore_n)(dh + b * H + ju, FN(vload)(dhp + b * VW), n);
