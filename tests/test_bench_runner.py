@@ -40,8 +40,15 @@ def run_main(argv: list[str]) -> tuple[int, str, str]:
 def tiny_run(tmp_path_factory):
     """One in-process run over every cell, both passes, with --out."""
     out_dir = tmp_path_factory.mktemp("bench")
+    before = thread_counts()
     code, stdout, stderr = run_main(TINY + ["--out", str(out_dir)])
+    assert thread_counts() == before  # --threads 1 applied to the run only
     return code, stdout, stderr, out_dir
+
+
+def thread_counts() -> tuple:
+    torch_threads = __import__("torch").get_num_threads() if HAS_TORCH else None
+    return pyrnn.backend_info().get("c", {}).get("threads"), torch_threads
 
 
 def table(stdout: str, title: str) -> list[dict]:

@@ -102,12 +102,13 @@ def thread_limits(threads: int, with_torch: bool):
 
     Yields a dict saying what could be limited; NumPy's BLAS needs threadpoolctl for that.
     """
+    previous_pyrnn = pyrnn.backend_info().get("c", {}).get("threads")
     pyrnn.set_num_threads(threads)
     limited = {"pyrnn": threads}
     if with_torch:
         import torch
 
-        previous = torch.get_num_threads()
+        previous_torch = torch.get_num_threads()
         torch.set_num_threads(threads)
         limited["torch"] = threads
     try:
@@ -121,6 +122,8 @@ def thread_limits(threads: int, with_torch: bool):
     try:
         with limiter:
             yield limited
-    finally:
+    finally:  # leave the process as it was (main() may run inside a larger program)
+        if previous_pyrnn is not None:
+            pyrnn.set_num_threads(previous_pyrnn)
         if with_torch:
-            torch.set_num_threads(previous)
+            torch.set_num_threads(previous_torch)
