@@ -47,8 +47,13 @@ def tiny_run(tmp_path_factory):
 
 
 def thread_counts() -> tuple:
-    torch_threads = __import__("torch").get_num_threads() if HAS_TORCH else None
-    return pyrnn.backend_info().get("c", {}).get("threads"), torch_threads
+    """Threads of pyrnn's C kernels and of PyTorch (None where absent)."""
+    c_threads = pyrnn.backend_info().get("c", {}).get("threads")
+    if not HAS_TORCH:
+        return c_threads, None
+    import torch
+
+    return c_threads, torch.get_num_threads()
 
 
 def table(stdout: str, title: str) -> list[dict]:
