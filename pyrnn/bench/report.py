@@ -176,6 +176,9 @@ def header(results: Results) -> list[str]:
               "matmul above, %fma = % of the FMA peak;",
               "spread = interquartile range / median of the samples; ms/all = time for all B "
               "sequences."]
+    if "cuda" in s.backends:
+        lines.append("cuda rows take NumPy arrays in and out: every call copies the data and "
+                     "the weights to the GPU and the results back.")
     return lines
 
 
