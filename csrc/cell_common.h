@@ -42,11 +42,67 @@ static inline int64_t FN(block_at)(int64_t u0, int64_t u1, int64_t s, int64_t i)
     return (s & 1) ? u1 - 1 - i : u0 + i;
 }
 
-/* Units [j0, j1) of the unit blocks [u0, u1) a thread owns. */
+/* The unit blocks [u0, u1) thread tid of nth owns, the same for every step: whole pairs of
+ * blocks, because the products with one vector per block (rnn forward, every backward) run on
+ * pairs of blocks (two vectors keep the FMAs, not the loads, the bound). */
+static inline void FN(own_blocks)(int64_t nblk, int tid, int nth, int64_t *u0, int64_t *u1)
+{
+    int64_t q0, q1;
+    pyrnn_share((nblk + 1) / 2, tid, nth, &q0, &q1);
+    *u0 = 2 * q0;
+    *u1 = 2 * q1 < nblk ? 2 * q1 : nblk;
+}
+
+/* Units [j0, j1) of the unit blocks [u0, u1). */
 static inline void FN(own_units)(int64_t H, int64_t u0, int64_t u1, int64_t *j0, int64_t *j1)
 {
     *j0 = u0 * VW;
     *j1 = u1 * VW < H ? u1 * VW : H;
+}
+
+/* Threads for a time loop doing `flops` per step over nblk unit blocks: one thread unless each
+ * gets enough work per step to pay for the step's barrier. */
+static inline int FN(loop_threads)(double flops, int64_t nblk)
+{
+    return pyrnn_threads_for(flops, 3e5, (nblk + 1) / 2);
+}
+
+/* One pair q of unit blocks through a product with one vector per block:
+ *     acc[q][b][0 : 2*VW] = sum_{k<K} aT[k*B + b] * panels[q][k0 + k][0 : 2*VW]
+ * aT: [K,B]; panels: [npairs][ktot][2*VW] pair panels, used from row k0; acc: [npairs][B][2*VW].
+ * qn is the pair that comes next (-1: none), whose weights are prefetched. */
+static inline void FN(pair_product)(int64_t B, int64_t K, const real *aT, const real *panels,
+                                    int64_t ktot, int64_t k0, int64_t q, int64_t qn, real *acc)
+{
+    const int64_t w = 2 * VW;
+    FN(recur_tile)(B, 2, K, aT, panels + (q * ktot + k0) * w,
+                   qn < 0 ? NULL : panels + (qn * ktot + k0) * w, acc + q * B * w);
+}
+
+/* The end of every backward step: for the pairs [q0, q1) a thread owns (in step s's order),
+ *     dh[b] = (add ? dh[b] : 0) + (dgT^T @ panels)[b]   where step t is valid for sequence b
+ * (dh is left alone elsewhere). dgT: [K,B] the gate gradients transposed; panels: [npairs]
+ * [ktot][2*VW] the rows of w_hh for the pair's units, the first K used; dh: [B,H]. */
+static void FN(dh_update)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c, int64_t t, int64_t nblk,
+                          int64_t q0, int64_t q1, int64_t s, int64_t K, int64_t ktot,
+                          const real *dgT, const real *panels, real *acc, real *dh, int add)
+{
+    const int64_t B = c->B, H = c->H;
+    for (int64_t qi = 0; qi < q1 - q0; qi++) {
+        const int64_t q = FN(block_at)(q0, q1, s, qi);
+        FN(pair_product)(B, K, dgT, panels, ktot, 0, q,
+                         qi + 1 < q1 - q0 ? FN(block_at)(q0, q1, s, qi + 1) : -1, acc);
+        for (int64_t u = 2 * q; u < 2 * q + 2 && u < nblk; u++) {
+            const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
+            const real *a = acc + q * B * 2 * VW + (u - 2 * q) * VW;
+            for (int64_t b = 0; b < B; b++)
+                if (FN(valid)(c->lengths, b, t)) {
+                    V v = FN(vload)(a + b * 2 * VW);
+                    if (add) v = FN(vload_n)(dh + b * H + ju, n) + v;
+                    FN(vstore_n)(dh + b * H + ju, v, n);
+                }
+        }
+    }
 }
 
 /* The regions every cell appends to the reference's (workspace.c sizes them):
@@ -93,13 +149,6 @@ static inline void FN(prefetch)(const real *p, int64_t n, int write)
         __builtin_prefetch(last, 1, 3);
     else
         __builtin_prefetch(last, 0, 3);
-}
-
-/* Threads for a time loop doing `flops` per step over nblk unit blocks: one thread unless each
- * gets enough work per step to pay for the step's barrier. */
-static inline int FN(loop_threads)(double flops, int64_t nblk)
-{
-    return pyrnn_threads_for(flops, 3e5, nblk);
 }
 
 /* The weight-gradient GEMMs of backward, shared by every cell:

@@ -13,9 +13,9 @@
 #define PYRNN_CAT(a, b) PYRNN_CAT_(a, b)
 
 /* Hidden sizes are rounded up to a multiple of this many units in the workspace regions that
- * hold per-unit-block tiles, so the layout does not depend on the instruction set (16 is the
- * widest vector, float32 on AVX-512). */
-#define PYRNN_HPAD 16
+ * hold per-unit-block tiles, so the layout does not depend on the instruction set (32 units are
+ * a pair of the widest vectors, float32 on AVX-512). */
+#define PYRNN_HPAD 32
 static inline int64_t pyrnn_hpad(int64_t H) { return (H + PYRNN_HPAD - 1) / PYRNN_HPAD * PYRNN_HPAD; }
 
 /* ---- instruction sets (cpu.c) ---- */

@@ -201,31 +201,35 @@ static void FN(transpose_strip)(const real *src, int64_t lds, int64_t rows, int6
         for (int64_t j = 0; j < VW; j++) dst[k * ldd + j] = j < rows ? src[j * lds + k] : 0;
 }
 
-/* Forward tiles, all gates of the same units together:
- *     out[u][k][g][v] = w[(g*H + u*VW + v)*H + k]   (0 for units >= H)
- * w: [G*H,H] rows of G gate blocks; out: [nblk][H][G][VW]; blocks u in [u0, u1) only. */
-static void FN(pack_tiles)(const real *w, int64_t H, int G, int64_t u0, int64_t u1, real *out)
+/* Forward tiles of `width` units (a multiple of VW), all gates of the same units together:
+ *     out[p][k][g][j] = w[(g*H + p*width + j)*H + k]   (0 for units >= H)
+ * w: [G*H,H] rows of G gate blocks; out: [ntiles][H][G][width]; tiles p in [p0, p1) only. */
+static void FN(pack_tiles)(const real *w, int64_t H, int G, int64_t width, int64_t p0,
+                           int64_t p1, real *out)
 {
-    const int64_t tile = (int64_t)G * VW;
-    for (int64_t u = u0; u < u1; u++) {
-        const int64_t rows = H - u * VW < VW ? H - u * VW : VW;
+    const int64_t tile = (int64_t)G * width;
+    for (int64_t p = p0; p < p1; p++)
         for (int g = 0; g < G; g++)
-            FN(transpose_strip)(w + (g * H + u * VW) * H, H, rows, H, out + u * H * tile + g * VW,
-                                tile);
-    }
+            for (int64_t j = 0; j < width; j += VW) {
+                const int64_t first = p * width + j;
+                const int64_t rows = H - first <= 0 ? 0 : H - first < VW ? H - first : VW;
+                FN(transpose_strip)(rows ? w + (g * H + first) * H : w, H, rows, H,
+                                    out + p * H * tile + g * width + j, tile);
+            }
 }
 
-/* Backward panels: out[u][k][v] = w[k*H + u*VW + v] for k < K (0 for units >= H).
- * w: [K,H]; out: [nblk][K][VW]; blocks u in [u0, u1) only. */
-static void FN(pack_panels)(const real *w, int64_t K, int64_t H, int64_t u0, int64_t u1,
-                            real *out)
+/* Backward panels of `width` units: out[p][k][j] = w[k*H + p*width + j] for k < K (0 for units
+ * >= H). w: [K,H]; out: [ntiles][K][width]; tiles p in [p0, p1) only. */
+static void FN(pack_panels)(const real *w, int64_t K, int64_t H, int64_t width, int64_t p0,
+                            int64_t p1, real *out)
 {
-    for (int64_t u = u0; u < u1; u++) {
-        const int64_t j0 = u * VW, n = H - j0 < VW ? H - j0 : VW;
-        real *o = out + u * K * VW;
+    for (int64_t p = p0; p < p1; p++) {
+        const int64_t first = p * width;
+        const int64_t n = H - first < width ? H - first : width;
+        real *o = out + p * K * width;
         for (int64_t k = 0; k < K; k++) {
-            for (int64_t v = 0; v < n; v++) o[k * VW + v] = w[k * H + j0 + v];
-            for (int64_t v = n; v < VW; v++) o[k * VW + v] = 0;
+            memcpy(o + k * width, w + k * H + first, (size_t)n * sizeof(real));
+            for (int64_t j = n; j < width; j++) o[k * width + j] = 0;
         }
     }
 }

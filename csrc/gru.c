@@ -6,7 +6,7 @@
  *     reset_after=False (Cho et al. 2014): n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)
  *     h' = (1 - z) * n + z * h
  *
- * Workspace layout (elements of the data type; Hp = H rounded up to a multiple of 16):
+ * Workspace layout (elements of the data type; Hp = H rounded up to a multiple of 32):
  *   training:  gates [T,B,3H]  activated r, z, n of every step
  *              extra [T,B,H]   reset_after: W_hn h + b_hn;  reset_before: r * h
  *              hprev [T,B,H]   the state entering every step

@@ -84,13 +84,14 @@ static void FN(gru_forward_team)(void *vctx, int tid, int nth)
     real *hT = x->r.tail.tbuf, *rhT = x->r.tail.tbuf + 2 * H * B;
     real *wpack_n = wpack + 2 * Hp * H;  /* reset_before: the n rows' tiles */
     int64_t u0, u1, j0, j1;
-    pyrnn_share(x->nblk, tid, nth, &u0, &u1);
+    FN(own_blocks)(x->nblk, tid, nth, &u0, &u1);
     FN(own_units)(H, u0, u1, &j0, &j1);
+    const int64_t q0 = u0 / 2, q1 = (u1 + 1) / 2;  /* the pairs of blocks */
     if (reset_after) {
-        FN(pack_tiles)(c->w_hh, H, 3, u0, u1, wpack);
-    } else {
-        FN(pack_tiles)(c->w_hh, H, 2, u0, u1, wpack);
-        FN(pack_tiles)(c->w_hh + 2 * H * H, H, 1, u0, u1, wpack_n);
+        FN(pack_tiles)(c->w_hh, H, 3, VW, u0, u1, wpack);
+    } else {  /* r and z tiles per block, n tiles per pair of blocks */
+        FN(pack_tiles)(c->w_hh, H, 2, VW, u0, u1, wpack);
+        FN(pack_tiles)(c->w_hh + 2 * H * H, H, 1, 2 * VW, q0, q1, wpack_n);
     }
     FN(init_state)(c->h0, B, H, j0, j1, FN(gru_state)(x, 0), hT);
     PYRNN_BARRIER();
@@ -141,18 +142,22 @@ static void FN(gru_forward_team)(void *vctx, int tid, int nth)
         }
         if (!reset_after) {
             PYRNN_BARRIER();  /* every unit's r * h_prev is ready */
-            for (int64_t ui = 0; ui < u1 - u0; ui++) {
-                const int64_t u = FN(block_at)(u0, u1, s, ui);
-                const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
-                real *gh = acc + u * B * VW;  /* [B][VW] (r * h_prev) @ w_hn^T */
-                const int64_t un = ui + 1 < u1 - u0 ? FN(block_at)(u0, u1, s, ui + 1) : -1;
-                FN(recur_tile)(B, 1, H, rhT, wpack_n + u * H * VW,
-                               un < 0 ? NULL : wpack_n + un * H * VW, gh);
-                for (int64_t b = 0; b < B; b++) {
-                    real *g3 = gates + (t * B + b) * G * H + ju;
-                    const V nv = FN(vtanh)(FN(gru_gx)(c, g3, 2, ju, n) + FN(vload)(gh + b * VW));
-                    FN(vstore_n)(g3 + 2 * H, nv, n);
-                    FN(gru_output)(c, t, b, ju, n, FN(vload_n)(g3 + H, n), nv, h_prev, h, hT_next);
+            for (int64_t qi = 0; qi < q1 - q0; qi++) {
+                const int64_t q = FN(block_at)(q0, q1, s, qi);
+                FN(pair_product)(B, H, rhT, wpack_n, H, 0, q,
+                                 qi + 1 < q1 - q0 ? FN(block_at)(q0, q1, s, qi + 1) : -1, acc);
+                for (int64_t u = 2 * q; u < 2 * q + 2 && u < x->nblk; u++) {
+                    const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
+                    /* [B][2*VW] (r * h_prev) @ w_hn^T for the pair; this block's half */
+                    const real *gh = acc + q * B * 2 * VW + (u - 2 * q) * VW;
+                    for (int64_t b = 0; b < B; b++) {
+                        real *g3 = gates + (t * B + b) * G * H + ju;
+                        const V nv =
+                            FN(vtanh)(FN(gru_gx)(c, g3, 2, ju, n) + FN(vload)(gh + b * 2 * VW));
+                        FN(vstore_n)(g3 + 2 * H, nv, n);
+                        FN(gru_output)(c, t, b, ju, n, FN(vload_n)(g3 + H, n), nv, h_prev, h,
+                                       hT_next);
+                    }
                 }
             }
         }
@@ -183,9 +188,10 @@ static void FN(gru_backward_team)(void *vctx, int tid, int nth)
     real *dgx = x->r.dgx, *dgh = x->r.dgh, *dh = x->r.dh, *drh = x->r.drh;
     real *acc = x->r.tail.acc, *wpack = x->r.tail.wpack;
     int64_t u0, u1, j0, j1;
-    pyrnn_share(x->nblk, tid, nth, &u0, &u1);
+    FN(own_blocks)(x->nblk, tid, nth, &u0, &u1);
     FN(own_units)(H, u0, u1, &j0, &j1);
-    FN(pack_panels)(c->w_hh, G * H, H, u0, u1, wpack);
+    const int64_t q0 = u0 / 2, q1 = (u1 + 1) / 2;  /* the pairs of blocks */
+    FN(pack_panels)(c->w_hh, G * H, H, 2 * VW, q0, q1, wpack);
     FN(init_state)(c->dh_n, B, H, j0, j1, dh, NULL);
 
     // 1. reverse time loop: dgx[t], dgh[t] and the carried gradient only
@@ -244,44 +250,35 @@ static void FN(gru_backward_team)(void *vctx, int tid, int nth)
         PYRNN_BARRIER();
         if (!reset_after) {
             // forward was: n = tanh(gx_n + (r * h_prev) @ W_hn^T + b_hn), extra = r * h_prev
-            for (int64_t ui = 0; ui < u1 - u0; ui++) {
-                const int64_t u = FN(block_at)(u0, u1, s, ui);
-                const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
-                real *drh_u = acc + u * B * VW;  /* [B][VW] dn_pre @ w_hn for these units */
-                const int64_t un = ui + 1 < u1 - u0 ? FN(block_at)(u0, u1, s, ui + 1) : -1;
-                FN(recur_tile)(B, 1, H, dgT + 2 * H * B, wpack + (u * G * H + 2 * H) * VW,
-                               un < 0 ? NULL : wpack + (un * G * H + 2 * H) * VW, drh_u);
-                for (int64_t b = 0; b < B; b++) {
-                    const int64_t at = (t * B + b) * H + ju, at3 = (t * B + b) * G * H + ju;
-                    const V drh_b = FN(vload)(drh_u + b * VW);
-                    FN(vstore_n)(drh + b * H + ju, drh_b, n);
-                    V dr_pre = FN(vdup)(0);
-                    if (FN(valid)(c->lengths, b, t)) {
-                        const V r = FN(vload_n)(gates + at3, n);
-                        dr_pre = drh_b * FN(vload_n)(hprev + at, n) * (r * ((real)1 - r));
-                        FN(vstore_n)(dh + b * H + ju, FN(vload_n)(dh + b * H + ju, n) + drh_b * r,
-                                     n);
+            for (int64_t qi = 0; qi < q1 - q0; qi++) {
+                const int64_t q = FN(block_at)(q0, q1, s, qi);
+                FN(pair_product)(B, H, dgT + 2 * H * B, wpack, G * H, 2 * H, q,
+                                 qi + 1 < q1 - q0 ? FN(block_at)(q0, q1, s, qi + 1) : -1, acc);
+                for (int64_t u = 2 * q; u < 2 * q + 2 && u < x->nblk; u++) {
+                    const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
+                    /* [B][2*VW] dn_pre @ w_hn for the pair; this block's half */
+                    const real *drh_u = acc + q * B * 2 * VW + (u - 2 * q) * VW;
+                    for (int64_t b = 0; b < B; b++) {
+                        const int64_t at = (t * B + b) * H + ju, at3 = (t * B + b) * G * H + ju;
+                        const V drh_b = FN(vload)(drh_u + b * 2 * VW);
+                        FN(vstore_n)(drh + b * H + ju, drh_b, n);
+                        V dr_pre = FN(vdup)(0);
+                        if (FN(valid)(c->lengths, b, t)) {
+                            const V r = FN(vload_n)(gates + at3, n);
+                            dr_pre = drh_b * FN(vload_n)(hprev + at, n) * (r * ((real)1 - r));
+                            FN(vstore_n)(dh + b * H + ju, FN(vload_n)(dh + b * H + ju, n) + drh_b * r,
+                                         n);
+                        }
+                        FN(vstore_n)(dgx + at3, dr_pre, n);
+                        FN(scatter_t)(dr_pre, n, ju, b, B, dgT);
                     }
-                    FN(vstore_n)(dgx + at3, dr_pre, n);
-                    FN(scatter_t)(dr_pre, n, ju, b, B, dgT);
                 }
             }
             PYRNN_BARRIER();
         }
         /* dh_prev += [dgh @ w_hh] (reset_after), [dgx_r, dgx_z] @ w_hrz (reset_before) */
-        const int64_t K = reset_after ? G * H : 2 * H;
-        for (int64_t ui = 0; ui < u1 - u0; ui++) {
-            const int64_t u = FN(block_at)(u0, u1, s, ui);
-            const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
-            real *dhp = acc + u * B * VW;
-            const int64_t un = ui + 1 < u1 - u0 ? FN(block_at)(u0, u1, s, ui + 1) : -1;
-            FN(recur_tile)(B, 1, K, dgT, wpack + u * G * H * VW,
-                           un < 0 ? NULL : wpack + un * G * H * VW, dhp);
-            for (int64_t b = 0; b < B; b++)
-                if (FN(valid)(c->lengths, b, t))
-                    FN(vstore_n)(dh + b * H + ju,
-                                 FN(vload_n)(dh + b * H + ju, n) + FN(vload)(dhp + b * VW), n);
-        }
+        FN(dh_update)(c, t, x->nblk, q0, q1, s, reset_after ? G * H : 2 * H, G * H, dgT, wpack,
+                      acc, dh, 1);
     }
     for (int64_t b = 0; b < B; b++)
         memcpy(c->dh0 + b * H + j0, dh + b * H + j0, (size_t)(j1 - j0) * sizeof(real));

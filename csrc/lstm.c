@@ -4,7 +4,7 @@
  *     i, f, g, o = sigmoid, sigmoid, tanh, sigmoid of (x_t @ w_ih^T + b_ih + h_{t-1} @ w_hh^T + b_hh)
  *     c_t = f * c_{t-1} + i * g;   h_t = o * tanh(c_t)
  *
- * Workspace layout (elements of the data type; Hp = H rounded up to a multiple of 16):
+ * Workspace layout (elements of the data type; Hp = H rounded up to a multiple of 32):
  *   training:  gates [T,B,4H]   activated i, f, g, o of every step
  *              hprev [T,B,H]    the hidden state entering every step
  *              cprev [T,B,H]    the cell state entering every step

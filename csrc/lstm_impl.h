@@ -52,9 +52,9 @@ static void FN(lstm_forward_team)(void *vctx, int tid, int nth)
     real *gates = x->r.gates, *acc = x->r.tail.acc, *wpack = x->r.tail.wpack;
     real *hT = x->r.tail.tbuf;
     int64_t u0, u1, j0, j1;
-    pyrnn_share(x->nblk, tid, nth, &u0, &u1);
+    FN(own_blocks)(x->nblk, tid, nth, &u0, &u1);
     FN(own_units)(H, u0, u1, &j0, &j1);
-    FN(pack_tiles)(c->w_hh, H, G, u0, u1, wpack);
+    FN(pack_tiles)(c->w_hh, H, G, VW, u0, u1, wpack);
     FN(init_state)(c->h0, B, H, j0, j1, FN(lstm_state)(x, 0, 0), hT);
     FN(init_state)(c->c0, B, H, j0, j1, FN(lstm_state)(x, 1, 0), NULL);
     PYRNN_BARRIER();
@@ -147,9 +147,10 @@ static void FN(lstm_backward_team)(void *vctx, int tid, int nth)
     real *dgates = x->r.dgates, *dh = x->r.dh, *dc = x->r.dc;
     real *acc = x->r.tail.acc, *wpack = x->r.tail.wpack;
     int64_t u0, u1, j0, j1;
-    pyrnn_share(x->nblk, tid, nth, &u0, &u1);
+    FN(own_blocks)(x->nblk, tid, nth, &u0, &u1);
     FN(own_units)(H, u0, u1, &j0, &j1);
-    FN(pack_panels)(c->w_hh, G * H, H, u0, u1, wpack);
+    const int64_t q0 = u0 / 2, q1 = (u1 + 1) / 2;  /* the pairs of blocks */
+    FN(pack_panels)(c->w_hh, G * H, H, 2 * VW, q0, q1, wpack);
     FN(init_state)(c->dh_n, B, H, j0, j1, dh, NULL);
     FN(init_state)(c->dc_n, B, H, j0, j1, dc, NULL);
 
@@ -196,17 +197,7 @@ static void FN(lstm_backward_team)(void *vctx, int tid, int nth)
             }
         }
         PYRNN_BARRIER();
-        for (int64_t ui = 0; ui < u1 - u0; ui++) {
-            const int64_t u = FN(block_at)(u0, u1, s, ui);
-            const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
-            real *dhp = acc + u * B * VW;  /* [B][VW] dgates[t] @ w_hh for these units */
-            const int64_t un = ui + 1 < u1 - u0 ? FN(block_at)(u0, u1, s, ui + 1) : -1;
-            FN(recur_tile)(B, 1, G * H, dgT, wpack + u * G * H * VW,
-                           un < 0 ? NULL : wpack + un * G * H * VW, dhp);
-            for (int64_t b = 0; b < B; b++)
-                if (FN(valid)(c->lengths, b, t))
-                    FN(vstore_n)(dh + b * H + ju, FN(vload)(dhp + b * VW), n);
-        }
+        FN(dh_update)(c, t, x->nblk, q0, q1, s, G * H, G * H, dgT, wpack, acc, dh, 0);
     }
     for (int64_t b = 0; b < B; b++) {
         memcpy(c->dh0 + b * H + j0, dh + b * H + j0, (size_t)(j1 - j0) * sizeof(real));

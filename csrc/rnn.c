@@ -3,7 +3,7 @@
  *
  *     h_t = act(x_t @ w_ih^T + b_ih + h_{t-1} @ w_hh^T + b_hh),   act = tanh or relu
  *
- * Workspace layout (elements of the data type; Hp = H rounded up to a multiple of 16):
+ * Workspace layout (elements of the data type; Hp = H rounded up to a multiple of 32):
  *   training:  gates [T,B,H]   act(...) of every step
  *              hprev [T,B,H]   the state entering every step
  *              dgates [T,B,H]  backward: gradient of the pre-activation

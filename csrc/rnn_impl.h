@@ -47,9 +47,10 @@ static void FN(rnn_forward_team)(void *vctx, int tid, int nth)
     real *gates = x->r.gates, *acc = x->r.tail.acc, *wpack = x->r.tail.wpack;
     real *hT = x->r.tail.tbuf;
     int64_t u0, u1, j0, j1;
-    pyrnn_share(x->nblk, tid, nth, &u0, &u1);
+    FN(own_blocks)(x->nblk, tid, nth, &u0, &u1);
     FN(own_units)(H, u0, u1, &j0, &j1);
-    FN(pack_tiles)(c->w_hh, H, 1, u0, u1, wpack);
+    const int64_t q0 = u0 / 2, q1 = (u1 + 1) / 2;  /* the pairs of blocks */
+    FN(pack_tiles)(c->w_hh, H, 1, 2 * VW, q0, q1, wpack);
     FN(init_state)(c->h0, B, H, j0, j1, FN(rnn_state)(x, 0), hT);
     PYRNN_BARRIER();
 
@@ -61,31 +62,34 @@ static void FN(rnn_forward_team)(void *vctx, int tid, int nth)
         real *h = s + 1 < T ? FN(rnn_state)(x, s + 1) : c->h_n;
         const real *hT_prev = hT + (s & 1) * H * B;
         real *hT_next = hT + ((s + 1) & 1) * H * B;
-        for (int64_t ui = 0; ui < u1 - u0; ui++) {
-            const int64_t u = FN(block_at)(u0, u1, s, ui);
-            const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
-            real *gh = acc + u * B * VW;  /* [B][VW] h_prev @ w_hh^T for these units */
-            const int64_t un = ui + 1 < u1 - u0 ? FN(block_at)(u0, u1, s, ui + 1) : -1;
-            FN(recur_tile)(B, 1, H, hT_prev, wpack + u * H * VW,
-                           un < 0 ? NULL : wpack + un * H * VW, gh);
-            const V bias = c->b_ih ? FN(vload_n)(c->b_ih + ju, n) + FN(vload_n)(c->b_hh + ju, n)
-                                   : FN(vdup)(0);
-            for (int64_t b = 0; b < B; b++) {
-                if (t2 >= 0) {  /* this row of the next step's input projection and output */
-                    FN(prefetch)(gates + (t2 * B + b) * H + ju, n, 0);
-                    FN(prefetch)(c->y + (t2 * B + b) * H + ju, n, 1);
+        for (int64_t qi = 0; qi < q1 - q0; qi++) {
+            const int64_t q = FN(block_at)(q0, q1, s, qi);
+            FN(pair_product)(B, H, hT_prev, wpack, H, 0, q,
+                             qi + 1 < q1 - q0 ? FN(block_at)(q0, q1, s, qi + 1) : -1, acc);
+            for (int64_t u = 2 * q; u < 2 * q + 2 && u < x->nblk; u++) {
+                const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
+                /* [B][2*VW] h_prev @ w_hh^T for the pair's units; this block's half */
+                const real *gh = acc + q * B * 2 * VW + (u - 2 * q) * VW;
+                const V bias = c->b_ih ? FN(vload_n)(c->b_ih + ju, n) +
+                                             FN(vload_n)(c->b_hh + ju, n)
+                                       : FN(vdup)(0);
+                for (int64_t b = 0; b < B; b++) {
+                    if (t2 >= 0) {  /* this row of the next step's input projection and output */
+                        FN(prefetch)(gates + (t2 * B + b) * H + ju, n, 0);
+                        FN(prefetch)(c->y + (t2 * B + b) * H + ju, n, 1);
+                    }
+                    real *g = gates + (t * B + b) * H + ju;
+                    V pre = FN(vload_n)(g, n);
+                    if (c->b_ih) pre += bias;
+                    pre += FN(vload)(gh + b * 2 * VW);
+                    const V act = c->flag ? FN(vrelu)(pre) : FN(vtanh)(pre);
+                    FN(vstore_n)(g, act, n);
+                    const int ok = FN(valid)(c->lengths, b, t);
+                    const V hv = ok ? act : FN(vload_n)(h_prev + b * H + ju, n);
+                    FN(vstore_n)(h + b * H + ju, hv, n);
+                    FN(vstore_n)(c->y + (t * B + b) * H + ju, ok ? act : FN(vdup)(0), n);
+                    FN(scatter_t)(hv, n, ju, b, B, hT_next);
                 }
-                real *g = gates + (t * B + b) * H + ju;
-                V pre = FN(vload_n)(g, n);
-                if (c->b_ih) pre += bias;
-                pre += FN(vload)(gh + b * VW);
-                const V act = c->flag ? FN(vrelu)(pre) : FN(vtanh)(pre);
-                FN(vstore_n)(g, act, n);
-                const int ok = FN(valid)(c->lengths, b, t);
-                const V hv = ok ? act : FN(vload_n)(h_prev + b * H + ju, n);
-                FN(vstore_n)(h + b * H + ju, hv, n);
-                FN(vstore_n)(c->y + (t * B + b) * H + ju, ok ? act : FN(vdup)(0), n);
-                FN(scatter_t)(hv, n, ju, b, B, hT_next);
             }
         }
         if (s + 1 < T) PYRNN_BARRIER();
@@ -112,9 +116,10 @@ static void FN(rnn_backward_team)(void *vctx, int tid, int nth)
     const real *gates = x->r.gates;
     real *dgates = x->r.dgates, *dh = x->r.dh, *acc = x->r.tail.acc, *wpack = x->r.tail.wpack;
     int64_t u0, u1, j0, j1;
-    pyrnn_share(x->nblk, tid, nth, &u0, &u1);
+    FN(own_blocks)(x->nblk, tid, nth, &u0, &u1);
     FN(own_units)(H, u0, u1, &j0, &j1);
-    FN(pack_panels)(c->w_hh, H, H, u0, u1, wpack);
+    const int64_t q0 = u0 / 2, q1 = (u1 + 1) / 2;  /* the pairs of blocks */
+    FN(pack_panels)(c->w_hh, H, H, 2 * VW, q0, q1, wpack);
     FN(init_state)(c->dh_n, B, H, j0, j1, dh, NULL);
 
     // 1. reverse time loop: dgates[t] and the carried gradient only
@@ -147,17 +152,7 @@ static void FN(rnn_backward_team)(void *vctx, int tid, int nth)
             }
         }
         PYRNN_BARRIER();
-        for (int64_t ui = 0; ui < u1 - u0; ui++) {
-            const int64_t u = FN(block_at)(u0, u1, s, ui);
-            const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
-            real *dhp = acc + u * B * VW;  /* [B][VW] dgates[t] @ w_hh for these units */
-            const int64_t un = ui + 1 < u1 - u0 ? FN(block_at)(u0, u1, s, ui + 1) : -1;
-            FN(recur_tile)(B, 1, H, dgT, wpack + u * H * VW, un < 0 ? NULL : wpack + un * H * VW,
-                           dhp);
-            for (int64_t b = 0; b < B; b++)
-                if (FN(valid)(c->lengths, b, t))
-                    FN(vstore_n)(dh + b * H + ju, FN(vload)(dhp + b * VW), n);
-        }
+        FN(dh_update)(c, t, x->nblk, q0, q1, s, H, H, dgT, wpack, acc, dh, 0);
     }
     for (int64_t b = 0; b < B; b++)
         memcpy(c->dh0 + b * H + j0, dh + b * H + j0, (size_t)(j1 - j0) * sizeof(real));

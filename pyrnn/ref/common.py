@@ -56,7 +56,7 @@ def valid_mask(lengths: np.ndarray | None, T: int, B: int) -> np.ndarray:
 
 # Hidden sizes are rounded up to a multiple of this in the compiled kernels' per-unit-block
 # regions (csrc/common.h, PYRNN_HPAD).
-HPAD = 16
+HPAD = 32
 
 
 def kernel_regions_len(B: int, I: int, H: int, G: int) -> int:
