@@ -32,6 +32,23 @@ def rng():
     return np.random.default_rng(1234)
 
 
+FD_EPS = 1e-6
+
+
+def numeric_grad(f, arr):
+    """Central differences of scalar f() with respect to every element of arr (in place)."""
+    g = np.zeros_like(arr)
+    for idx in np.ndindex(arr.shape):
+        old = arr[idx]
+        arr[idx] = old + FD_EPS
+        up = f()
+        arr[idx] = old - FD_EPS
+        down = f()
+        arr[idx] = old
+        g[idx] = (up - down) / (2 * FD_EPS)
+    return g
+
+
 def rel_err(a, b):
     """Relative Frobenius error |a-b|/|b| (absolute when b is zero)."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)

@@ -11,24 +11,9 @@ import pyrnn
 from pyrnn import ref
 from pyrnn.functional import GATES
 
-from .conftest import VARIANTS, rel_err, variant_id
+from .conftest import VARIANTS, numeric_grad, rel_err, variant_id
 
-EPS = 1e-6
 TOL = 1e-6
-
-
-def numeric_grad(f, arr):
-    """Central differences of scalar f() with respect to every element of arr (in place)."""
-    g = np.zeros_like(arr)
-    for idx in np.ndindex(arr.shape):
-        old = arr[idx]
-        arr[idx] = old + EPS
-        up = f()
-        arr[idx] = old - EPS
-        down = f()
-        arr[idx] = old
-        g[idx] = (up - down) / (2 * EPS)
-    return g
 
 
 def _flags(kind, flags):

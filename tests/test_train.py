@@ -17,25 +17,7 @@ from pyrnn.train import (
     softmax_cross_entropy,
 )
 
-EPS = 1e-6
-
-
-def numeric_grad(f, x):
-    """Central differences of the scalar f() with respect to every element of x (in place)."""
-    grad = np.zeros_like(x)
-    for idx in np.ndindex(x.shape):
-        old = x[idx]
-        x[idx] = old + EPS
-        up = f()
-        x[idx] = old - EPS
-        down = f()
-        x[idx] = old
-        grad[idx] = (up - down) / (2 * EPS)
-    return grad
-
-
-def rel_err(a, b):
-    return np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300)
+from .conftest import numeric_grad, rel_err
 
 
 @pytest.mark.parametrize("bias", [True, False])
