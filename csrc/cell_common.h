@@ -18,6 +18,10 @@ static inline int FN(valid)(const int64_t *lengths, int64_t b, int64_t t)
  * recurrent product reads k-major). */
 static inline void FN(scatter_t)(V v, int64_t n, int64_t j0, int64_t b, int64_t B, real *dT)
 {
+    if (B == 1) {  /* a single row is its own transpose */
+        FN(vstore_n)(dT + j0, v, n);
+        return;
+    }
     for (int64_t k = 0; k < n; k++) dT[(j0 + k) * B + b] = v[k];
 }
 
