@@ -4,7 +4,8 @@ The same function table as :mod:`pyrnn.ref`, with the same signatures and return
 kernel (float32 or float64) follows ``x.dtype``; other arrays are converted to it (no copy when
 they already match) and passed as pointers to C-contiguous data; outputs are allocated here with
 NumPy. The workspace is used as given, so it must already have the right dtype and length.
-The GIL is released while a kernel runs.
+The GIL is released while a kernel runs. Batch-1 calls are short, so the per-call Python work
+here is kept to plain lookups and one pointer per array.
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ from ._pyrnn_c import ffi, lib
 
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}  # keys are singletons
 _CTYPE = {"f32": "float[]", "f64": "double[]"}
+_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+# (cell, pass, suffix) -> the C function, looked up once
+_KERNELS = {(cell, p, sfx): getattr(lib, f"pyrnn_{cell}_{p}_{sfx}")
+            for cell in _GATES for p in ("forward", "backward") for sfx in ("f32", "f64")}
+_WORKSPACE_LEN = {cell: getattr(lib, f"pyrnn_{cell}_workspace_len") for cell in _GATES}
 _NULL = ffi.NULL
 _from_buffer = ffi.from_buffer
 
@@ -38,69 +44,97 @@ def _pointer(ctype: str, dtype, name: str, a, shape):
         return _from_buffer(ctype, np.ascontiguousarray(a))
 
 
-class _Call:
-    """One kernel call: the sizes (from x and w_hh), the data type, pointers and checks."""
+def _outputs(ctype: str, dtype, shapes):
+    """New arrays of these shapes (None: no array) and pointers to them."""
+    arrays = [None if s is None else np.empty(s, dtype=dtype) for s in shapes]
+    return arrays, [_NULL if a is None else _from_buffer(ctype, a) for a in arrays]
 
-    def __init__(self, x, w_hh, gates: int):
-        x = np.asarray(x)
-        self.suffix = _SUFFIX.get(x.dtype)
-        if self.suffix is None:
-            raise TypeError(f"x: expected float32 or float64 data, got dtype {x.dtype}")
-        if x.ndim != 3 or np.ndim(w_hh) != 2:
-            raise ValueError(f"x: expected [T,B,I] and w_hh [G*H,H], got shapes "
-                             f"{_shape(x.shape)} and {_shape(np.shape(w_hh))}")
-        self.x, self.dtype, self.ctype = x, x.dtype, _CTYPE[self.suffix]
-        self.T, self.B, self.I = x.shape
-        self.H = np.shape(w_hh)[1]
-        self.G = gates
 
-    def pointers(self, items):
-        """Pointers for (name, array or None, shape) items, in order."""
-        ctype, dtype = self.ctype, self.dtype
-        return [_pointer(ctype, dtype, name, a, shape) for name, a, shape in items]
+def _workspace(ctype: str, dtype, workspace, need: int):
+    """A pointer into ``workspace`` itself: backward reads what forward left there."""
+    if workspace.__class__ is not np.ndarray or workspace.dtype is not dtype:
+        raise TypeError(f"workspace: expected a NumPy array of {dtype}, got "
+                        f"{getattr(workspace, 'dtype', type(workspace).__name__)}")
+    if (workspace.ndim != 1 or workspace.size < need
+            or not workspace.flags.c_contiguous or not workspace.flags.writeable):
+        raise ValueError(f"workspace: expected a writeable contiguous 1-D array of at least "
+                         f"{need} elements, got shape {_shape(workspace.shape)}")
+    return _from_buffer(ctype, workspace)
 
-    def inputs(self, states, w_ih, w_hh, b_ih, b_hh, lengths):
-        """Pointers to x, the states, the weights and lengths, in the kernels' order."""
-        T, B, I, H, GH = self.T, self.B, self.I, self.H, self.G * self.H
-        if w_ih is None or w_hh is None:
-            raise ValueError("w_ih, w_hh: expected arrays, got None")
-        if (b_ih is None) != (b_hh is None):
-            raise ValueError("b_ih, b_hh: expected both arrays or both None")
-        ptrs = self.pointers([("x", self.x, (T, B, I))] + [(n, s, (B, H)) for n, s in states]
-                             + [("w_ih", w_ih, (GH, I)), ("w_hh", w_hh, (GH, H)),
-                                ("b_ih", b_ih, (GH,)), ("b_hh", b_hh, (GH,))])
-        if lengths is None:
-            return ptrs + [_NULL]
+
+def _inputs(cell, x, states, w_ih, w_hh, b_ih, b_hh, lengths):
+    """Sizes, data type and the pointers to x, the states, the weights and lengths."""
+    x = np.asarray(x)
+    sfx = _SUFFIX.get(x.dtype)
+    if sfx is None:
+        raise TypeError(f"x: expected float32 or float64 data, got dtype {x.dtype}")
+    if x.ndim != 3 or np.ndim(w_hh) != 2:
+        raise ValueError(f"x: expected [T,B,I] and w_hh [G*H,H], got shapes "
+                         f"{_shape(x.shape)} and {_shape(np.shape(w_hh))}")
+    if w_ih is None:
+        raise ValueError("w_ih: expected an array, got None")
+    if (b_ih is None) != (b_hh is None):
+        raise ValueError("b_ih, b_hh: expected both arrays or both None")
+    T, B, I = x.shape
+    H = np.shape(w_hh)[1]
+    GH = _GATES[cell] * H
+    ctype, dtype = _CTYPE[sfx], x.dtype
+    ptrs = [_pointer(ctype, dtype, "x", x, (T, B, I))]
+    ptrs += [_pointer(ctype, dtype, name, s, (B, H)) for name, s in states]
+    ptrs += [_pointer(ctype, dtype, "w_ih", w_ih, (GH, I)),
+             _pointer(ctype, dtype, "w_hh", w_hh, (GH, H)),
+             _pointer(ctype, dtype, "b_ih", b_ih, (GH,)),
+             _pointer(ctype, dtype, "b_hh", b_hh, (GH,))]
+    if lengths is None:
+        ptrs.append(_NULL)
+    else:
         lens = np.ascontiguousarray(lengths, dtype=np.int64)
         if lens.shape != (B,):
             raise ValueError(f"lengths: expected shape [{B}], got {_shape(lens.shape)}")
-        return ptrs + [_from_buffer("int64_t[]", lens)]
+        ptrs.append(_from_buffer("int64_t[]", lens))
+    return (T, B, I, H), sfx, ctype, dtype, ptrs
 
-    def workspace(self, workspace, need: int):
-        """A pointer into ``workspace`` itself: backward reads what forward left there."""
-        if type(workspace) is not np.ndarray or workspace.dtype != self.dtype:
-            raise TypeError(f"workspace: expected a NumPy array of {self.dtype}, got "
-                            f"{getattr(workspace, 'dtype', type(workspace).__name__)}")
-        if (workspace.ndim != 1 or workspace.size < need
-                or not workspace.flags.c_contiguous or not workspace.flags.writeable):
-            raise ValueError(f"workspace: expected a writeable contiguous 1-D array of at least "
-                             f"{need} elements, got shape {_shape(workspace.shape)}")
-        return _from_buffer(self.ctype, workspace)
 
-    def outputs(self, shapes):
-        """New arrays of these shapes (None: no array) and pointers to them."""
-        arrays = [None if s is None else np.empty(s, dtype=self.dtype) for s in shapes]
-        ctype = self.ctype
-        return arrays, [_NULL if a is None else _from_buffer(ctype, a) for a in arrays]
+def _run(cell: str, pass_: str, sfx: str, *args) -> None:
+    """Call pyrnn_<cell>_<pass>_<f32|f64> and turn a failure status into PyrnnError."""
+    status = _KERNELS[cell, pass_, sfx](*args)
+    if status != 0:
+        message = ffi.string(lib.pyrnn_status_message(status)).decode()
+        raise PyrnnError(f"pyrnn_{cell}_{pass_}_{sfx} failed (status {status}: {message}); "
+                         "this is a bug in pyrnn, please report it")
 
-    def run(self, name: str, *args) -> None:
-        """Call pyrnn_<name>_<f32|f64> and turn a failure status into PyrnnError."""
-        full = f"pyrnn_{name}_{self.suffix}"
-        status = getattr(lib, full)(self.T, self.B, self.I, self.H, *args)
-        if status != 0:
-            message = ffi.string(lib.pyrnn_status_message(status)).decode()
-            raise PyrnnError(f"{full} failed (status {status}: {message}); this is a bug in "
-                             "pyrnn, please report it")
+
+def _forward(cell, x, states, w_ih, w_hh, b_ih, b_hh, lengths, workspace, flags, ws_flags):
+    """Shared body of the three forwards: y [T,B,H] and the final states [B,H].
+
+    flags: the kernel's flags (reverse, training, variant); ws_flags: the workspace length's
+    (training, variant)."""
+    size, sfx, ctype, dtype, ptrs = _inputs(cell, x, states, w_ih, w_hh, b_ih, b_hh, lengths)
+    T, B, _, H = size
+    need = _WORKSPACE_LEN[cell](*size, *ws_flags)
+    ws = _workspace(ctype, dtype, workspace, need)
+    outs, out_ptrs = _outputs(ctype, dtype, [(T, B, H)] + [(B, H)] * len(states))
+    _run(cell, "forward", sfx, *size, *flags, *ptrs, *out_ptrs, ws)
+    return tuple(outs)
+
+
+def _backward(cell, x, states, w_ih, w_hh, b_ih, b_hh, lengths, dy, grads_n, workspace, flags,
+              ws_flags):
+    """Shared body of the three backwards: dx, d<states>, dw_ih, dw_hh, db_ih, db_hh."""
+    size, sfx, ctype, dtype, ptrs = _inputs(cell, x, states, w_ih, w_hh, b_ih, b_hh, lengths)
+    T, B, I, H = size
+    GH = _GATES[cell] * H
+    if dy is None:
+        raise ValueError(f"dy: expected an array of shape {_shape((T, B, H))}, got None")
+    ptrs.append(_pointer(ctype, dtype, "dy", dy, (T, B, H)))
+    ptrs += [_pointer(ctype, dtype, name, g, (B, H)) for name, g in grads_n]
+    need = _WORKSPACE_LEN[cell](*size, 1, *ws_flags)
+    ws = _workspace(ctype, dtype, workspace, need)
+    bias = (GH,) if b_ih is not None else None
+    outs, out_ptrs = _outputs(ctype, dtype, [(T, B, I)] + [(B, H)] * len(states)
+                              + [(GH, I), (GH, H), bias, bias])
+    _run(cell, "backward", sfx, *size, *flags, *ptrs, *out_ptrs, ws)
+    return tuple(outs)
 
 
 def _workspace_len(n: int) -> int:
@@ -122,80 +156,48 @@ def gru_workspace_len(T: int, B: int, I: int, H: int, training: bool, reset_afte
                                                       int(reset_after)))
 
 
-def _forward(kind, gates, need, x, states, weights, lengths, workspace, flags, n_states):
-    """Shared body of the three forwards: returns y [T,B,H] and the final states [B,H]."""
-    call = _Call(x, weights[1], gates)
-    T, B, H = call.T, call.B, call.H
-    inputs = call.inputs(states, *weights, lengths)
-    ws = call.workspace(workspace, need(T, B, call.I, H))
-    outs, out_ptrs = call.outputs([(T, B, H)] + [(B, H)] * n_states)
-    call.run(f"{kind}_forward", *flags, *inputs, *out_ptrs, ws)
-    return tuple(outs)
-
-
-def _backward(kind, gates, need, x, states, weights, lengths, dy, grads_n, workspace, flags):
-    """Shared body of the three backwards: dx, d<states>, dw_ih, dw_hh, db_ih, db_hh."""
-    call = _Call(x, weights[1], gates)
-    T, B, I, H = call.T, call.B, call.I, call.H
-    GH = gates * H
-    inputs = call.inputs(states, *weights, lengths)
-    if dy is None:
-        raise ValueError(f"dy: expected an array of shape {_shape((T, B, H))}, got None")
-    grads = call.pointers([("dy", dy, (T, B, H))] + [(n, g, (B, H)) for n, g in grads_n])
-    ws = call.workspace(workspace, need(T, B, I, H))
-    bias = weights[2] is not None
-    outs, out_ptrs = call.outputs([(T, B, I)] + [(B, H)] * len(states) + [
-        (GH, I), (GH, H), (GH,) if bias else None, (GH,) if bias else None])
-    call.run(f"{kind}_backward", *flags, *inputs, *grads, *out_ptrs, ws)
-    return tuple(outs)
-
-
 def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, workspace, *, reverse=False,
                 training=False, relu=False):
     """See :func:`pyrnn.ref.rnn_forward`. Returns y [T,B,H], h_n [B,H]."""
-    return _forward("rnn", 1, lambda *size: rnn_workspace_len(*size, training),
-                    x, [("h0", h0)], (w_ih, w_hh, b_ih, b_hh), lengths, workspace,
-                    (int(reverse), int(training), int(relu)), 1)
+    return _forward("rnn", x, [("h0", h0)], w_ih, w_hh, b_ih, b_hh, lengths, workspace,
+                    (int(reverse), int(training), int(relu)), (int(training),))
 
 
 def rnn_backward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, dy, dh_n, workspace, *, reverse=False,
                  relu=False):
     """See :func:`pyrnn.ref.rnn_backward`. Returns dx, dh0, dw_ih, dw_hh, db_ih, db_hh."""
-    return _backward("rnn", 1, lambda *size: rnn_workspace_len(*size, True), x, [("h0", h0)],
-                     (w_ih, w_hh, b_ih, b_hh), lengths, dy, [("dh_n", dh_n)], workspace,
-                     (int(reverse), int(relu)))
+    return _backward("rnn", x, [("h0", h0)], w_ih, w_hh, b_ih, b_hh, lengths, dy,
+                     [("dh_n", dh_n)], workspace, (int(reverse), int(relu)), ())
 
 
 def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, workspace, *, reverse=False,
                  training=False):
     """See :func:`pyrnn.ref.lstm_forward`. Returns y [T,B,H], h_n [B,H], c_n [B,H]."""
-    return _forward("lstm", 4, lambda *size: lstm_workspace_len(*size, training),
-                    x, [("h0", h0), ("c0", c0)], (w_ih, w_hh, b_ih, b_hh), lengths, workspace,
-                    (int(reverse), int(training)), 2)
+    return _forward("lstm", x, [("h0", h0), ("c0", c0)], w_ih, w_hh, b_ih, b_hh, lengths,
+                    workspace, (int(reverse), int(training)), (int(training),))
 
 
 def lstm_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, dy, dh_n, dc_n, workspace, *,
                   reverse=False):
     """See :func:`pyrnn.ref.lstm_backward`. Returns dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh."""
-    return _backward("lstm", 4, lambda *size: lstm_workspace_len(*size, True), x,
-                     [("h0", h0), ("c0", c0)], (w_ih, w_hh, b_ih, b_hh), lengths, dy,
-                     [("dh_n", dh_n), ("dc_n", dc_n)], workspace, (int(reverse),))
+    return _backward("lstm", x, [("h0", h0), ("c0", c0)], w_ih, w_hh, b_ih, b_hh, lengths, dy,
+                     [("dh_n", dh_n), ("dc_n", dc_n)], workspace, (int(reverse),), ())
 
 
 def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, workspace, *, reverse=False,
                 training=False, reset_after=True):
     """See :func:`pyrnn.ref.gru_forward`. Returns y [T,B,H], h_n [B,H]."""
-    return _forward("gru", 3, lambda *size: gru_workspace_len(*size, training, reset_after),
-                    x, [("h0", h0)], (w_ih, w_hh, b_ih, b_hh), lengths, workspace,
-                    (int(reverse), int(training), int(reset_after)), 1)
+    return _forward("gru", x, [("h0", h0)], w_ih, w_hh, b_ih, b_hh, lengths, workspace,
+                    (int(reverse), int(training), int(reset_after)),
+                    (int(training), int(reset_after)))
 
 
 def gru_backward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, dy, dh_n, workspace, *, reverse=False,
                  reset_after=True):
     """See :func:`pyrnn.ref.gru_backward`. Returns dx, dh0, dw_ih, dw_hh, db_ih, db_hh."""
-    return _backward("gru", 3, lambda *size: gru_workspace_len(*size, True, reset_after), x,
-                     [("h0", h0)], (w_ih, w_hh, b_ih, b_hh), lengths, dy, [("dh_n", dh_n)],
-                     workspace, (int(reverse), int(reset_after)))
+    return _backward("gru", x, [("h0", h0)], w_ih, w_hh, b_ih, b_hh, lengths, dy,
+                     [("dh_n", dh_n)], workspace, (int(reverse), int(reset_after)),
+                     (int(reset_after),))
 
 
 def set_num_threads(n: int) -> None:
