@@ -14,15 +14,17 @@ static inline int FN(valid)(const int64_t *lengths, int64_t b, int64_t t)
     return !lengths || t < lengths[b];
 }
 
-/* Columns [j0, j0+n) of row b: dT[j*B + b] = v[j - j0] (the transposed copy that the next
- * recurrent product reads k-major). */
-static inline void FN(scatter_t)(V v, int64_t n, int64_t j0, int64_t b, int64_t B, real *dT)
+/* dT[(j0 + j)*B + b] = src[b*lds + j] for b < B, j < n (n <= VW): one unit block's columns of
+ * a [B, lds] array, transposed for the next recurrent product (which reads it k-major), by
+ * VW x VW blocks in registers. */
+static void FN(transpose_rows)(const real *src, int64_t lds, int64_t B, int64_t n, int64_t j0,
+                               real *dT)
 {
-    if (B == 1) {  /* a single row is its own transpose */
-        FN(vstore_n)(dT + j0, v, n);
-        return;
-    }
-    for (int64_t k = 0; k < n; k++) dT[(j0 + k) * B + b] = v[k];
+    int64_t b0 = 0;
+    if (n == VW)
+        for (; b0 + VW <= B; b0 += VW) FN(transpose_block)(src + b0 * lds, lds, dT + j0 * B + b0, B);
+    for (; b0 < B; b0++)
+        for (int64_t j = 0; j < n; j++) dT[(j0 + j) * B + b0] = src[b0 * lds + j];
 }
 
 /* dst[:, j0:j1] = src[:, j0:j1] (src NULL: zeros), and its transpose into dT when not NULL.

@@ -59,11 +59,11 @@ static inline V FN(gru_gx)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c, const re
     return gx;
 }
 
-/* The end of every step: h = valid ? (1-z)*n + z*h_prev : h_prev, written to the next state,
- * y and the transposed state. */
+/* The end of every step: h = valid ? (1-z)*n + z*h_prev : h_prev, written to the next state
+ * and y. */
 static inline void FN(gru_output)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c, int64_t t,
                                   int64_t b, int64_t ju, int64_t n, V z, V nv,
-                                  const real *h_prev, real *h, real *hT_next)
+                                  const real *h_prev, real *h)
 {
     const int64_t at = b * c->H + ju;
     const V hp = FN(vload_n)(h_prev + at, n);
@@ -71,7 +71,6 @@ static inline void FN(gru_output)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c, i
     const V hv = ok ? ((real)1 - z) * nv + z * hp : hp;
     FN(vstore_n)(h + at, hv, n);
     FN(vstore_n)(c->y + t * c->B * c->H + at, ok ? hv : FN(vdup)(0), n);
-    FN(scatter_t)(hv, n, ju, b, c->B, hT_next);
 }
 
 static void FN(gru_forward_team)(void *vctx, int tid, int nth)
@@ -132,13 +131,15 @@ static void FN(gru_forward_team)(void *vctx, int tid, int nth)
                     const V nv = FN(vtanh)(FN(gru_gx)(c, g3, 2, ju, n) + r * n_seen);
                     FN(vstore_n)(g3 + 2 * H, nv, n);
                     if (c->training) FN(vstore_n)(x->r.extra + t * B * H + at, n_seen, n);
-                    FN(gru_output)(c, t, b, ju, n, z, nv, h_prev, h, hT_next);
+                    FN(gru_output)(c, t, b, ju, n, z, nv, h_prev, h);
                 } else {
                     const V n_seen = r * FN(vload_n)(h_prev + at, n);
                     if (c->training) FN(vstore_n)(x->r.extra + t * B * H + at, n_seen, n);
-                    FN(scatter_t)(n_seen, n, ju, b, B, rhT);
+                    /* kept in the next state until phase 2 writes it, to be transposed */
+                    FN(vstore_n)(h + at, n_seen, n);
                 }
             }
+            FN(transpose_rows)(h + ju, H, B, n, ju, reset_after ? hT_next : rhT);
         }
         if (!reset_after) {
             PYRNN_BARRIER();  /* every unit's r * h_prev is ready */
@@ -155,9 +156,9 @@ static void FN(gru_forward_team)(void *vctx, int tid, int nth)
                         const V nv =
                             FN(vtanh)(FN(gru_gx)(c, g3, 2, ju, n) + FN(vload)(gh + b * 2 * VW));
                         FN(vstore_n)(g3 + 2 * H, nv, n);
-                        FN(gru_output)(c, t, b, ju, n, FN(vload_n)(g3 + H, n), nv, h_prev, h,
-                                       hT_next);
+                        FN(gru_output)(c, t, b, ju, n, FN(vload_n)(g3 + H, n), nv, h_prev, h);
                     }
+                    FN(transpose_rows)(h + ju, H, B, n, ju, hT_next);
                 }
             }
         }
@@ -234,18 +235,16 @@ static void FN(gru_backward_team)(void *vctx, int tid, int nth)
                 }
                 FN(vstore_n)(dgx + at3 + H, dz_pre, n);
                 FN(vstore_n)(dgx + at3 + 2 * H, dn_pre, n);
-                FN(scatter_t)(dz_pre, n, H + ju, b, B, dgT);
                 if (reset_after) {
                     FN(vstore_n)(dgx + at3, dr_pre, n);
                     FN(vstore_n)(dgh + at3, dr_pre, n);
                     FN(vstore_n)(dgh + at3 + H, dz_pre, n);
                     FN(vstore_n)(dgh + at3 + 2 * H, dn_pre * r, n);
-                    FN(scatter_t)(dr_pre, n, ju, b, B, dgT);
-                    FN(scatter_t)(dn_pre * r, n, 2 * H + ju, b, B, dgT);
-                } else {
-                    FN(scatter_t)(dn_pre, n, 2 * H + ju, b, B, dgT);
                 }
             }
+            /* the recurrent products read dgh (reset_after; dr later, reset_before) k-major */
+            for (int k = reset_after ? 0 : 1; k < G; k++)
+                FN(transpose_rows)(dgh + t * B * G * H + k * H + ju, G * H, B, n, k * H + ju, dgT);
         }
         PYRNN_BARRIER();
         if (!reset_after) {
@@ -270,8 +269,8 @@ static void FN(gru_backward_team)(void *vctx, int tid, int nth)
                                          n);
                         }
                         FN(vstore_n)(dgx + at3, dr_pre, n);
-                        FN(scatter_t)(dr_pre, n, ju, b, B, dgT);
                     }
+                    FN(transpose_rows)(dgx + t * B * G * H + ju, G * H, B, n, ju, dgT);
                 }
             }
             PYRNN_BARRIER();

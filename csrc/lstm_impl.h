@@ -118,8 +118,8 @@ static void FN(lstm_forward_team)(void *vctx, int tid, int nth)
                 FN(vstore_n)(h + at, hv, n);
                 FN(vstore_n)(cs + at, cv, n);
                 FN(vstore_n)(c->y + t * B * H + at, yv, n);
-                FN(scatter_t)(hv, n, ju, b, B, hT_next);
             }
+            FN(transpose_rows)(h + ju, H, B, n, ju, hT_next);
         }
         if (s + 1 < T) PYRNN_BARRIER();
     }
@@ -190,11 +190,11 @@ static void FN(lstm_backward_team)(void *vctx, int tid, int nth)
                     d_pre[3] = dh_t * tc * (o * ((real)1 - o));
                     FN(vstore_n)(dc + at, dc_t * f, n);
                 }
-                for (int k = 0; k < G; k++) {
-                    FN(vstore_n)(dgates + at4 + k * H, d_pre[k], n);
-                    FN(scatter_t)(d_pre[k], n, k * H + ju, b, B, dgT);
-                }
+                for (int k = 0; k < G; k++) FN(vstore_n)(dgates + at4 + k * H, d_pre[k], n);
             }
+            for (int k = 0; k < G; k++)
+                FN(transpose_rows)(dgates + t * B * G * H + k * H + ju, G * H, B, n, k * H + ju,
+                                   dgT);
         }
         PYRNN_BARRIER();
         FN(dh_update)(c, t, x->nblk, q0, q1, s, G * H, G * H, dgT, wpack, acc, dh, 0);

@@ -88,8 +88,8 @@ static void FN(rnn_forward_team)(void *vctx, int tid, int nth)
                     const V hv = ok ? act : FN(vload_n)(h_prev + b * H + ju, n);
                     FN(vstore_n)(h + b * H + ju, hv, n);
                     FN(vstore_n)(c->y + (t * B + b) * H + ju, ok ? act : FN(vdup)(0), n);
-                    FN(scatter_t)(hv, n, ju, b, B, hT_next);
                 }
+                FN(transpose_rows)(h + ju, H, B, n, ju, hT_next);
             }
         }
         if (s + 1 < T) PYRNN_BARRIER();
@@ -148,8 +148,8 @@ static void FN(rnn_backward_team)(void *vctx, int tid, int nth)
                     dg = dh_t * dact;
                 }
                 FN(vstore_n)(dgates + at, dg, n);
-                FN(scatter_t)(dg, n, ju, b, B, dgT);
             }
+            FN(transpose_rows)(dgates + t * B * H + ju, H, B, n, ju, dgT);
         }
         PYRNN_BARRIER();
         FN(dh_update)(c, t, x->nblk, q0, q1, s, H, H, dgT, wpack, acc, dh, 0);
