@@ -111,11 +111,10 @@ static void FN(mv)(int nv, int64_t K, const real *a, const real *b, int64_t ldb,
  * aT: [K,B] a transposed state (or gate gradient); panel: [K][nv*VW] packed weights;
  * acc: [B][nv*VW]. Rows go in groups of four row blocks and K in chunks sized so that the
  * group's sums, the chunk of the panel and the group's chunk of aT all stay in L1 (about 20 KiB
- * of it) while the group's row blocks pass over them. The weights come from L3 (a thread's
- * share of them rarely fits L2), so while one chunk is in use the row blocks ask, a slice
- * each, for the next chunk (the first one of `next`, the panel of the next tile, at the end). */
+ * of it) while the group's row blocks pass over them. (Software prefetching of the next chunk
+ * was measured slower than the hardware prefetchers alone.) */
 static void FN(recur_tile)(int64_t B, int nv, int64_t K, const real *aT, const real *panel,
-                           const real *next, real *acc)
+                           real *acc)
 {
     const int64_t w = (int64_t)nv * VW;
     if (B == 1) {
@@ -123,25 +122,14 @@ static void FN(recur_tile)(int64_t B, int nv, int64_t K, const real *aT, const r
         return;
     }
     const int mrmax = MR_FOR(nv);
-    const int64_t line = 64 / (int64_t)sizeof(real);
     for (int64_t g0 = 0; g0 < B; g0 += 4 * mrmax) {
         const int64_t rows = B - g0 < 4 * mrmax ? B - g0 : 4 * mrmax;
-        const int64_t blocks = (rows + mrmax - 1) / mrmax;
         int64_t kc = 20480 / ((w + rows) * (int64_t)sizeof(real));
         if (kc < 16) kc = 16;
         for (int64_t k0 = 0; k0 < K; k0 += kc) {
             const int64_t kn = K - k0 < kc ? K - k0 : kc;
-            /* the chunk after this one: [ahead, ahead + ahead_n) */
-            const real *ahead = k0 + kc < K ? panel + (k0 + kc) * w
-                                : g0 + rows < B ? panel : next;
-            const int64_t ahead_n = (k0 + kc < K ? (K - k0 - kc < kc ? K - k0 - kc : kc)
-                                                 : (K < kc ? K : kc)) * w;
-            const int64_t slice = (ahead_n + blocks - 1) / blocks;
-            for (int64_t b0 = g0, rb = 0; b0 < g0 + rows; b0 += mrmax, rb++) {
+            for (int64_t b0 = g0; b0 < g0 + rows; b0 += mrmax) {
                 const int mr = g0 + rows - b0 < mrmax ? (int)(g0 + rows - b0) : mrmax;
-                if (ahead)
-                    for (int64_t q = rb * slice; q < (rb + 1) * slice && q < ahead_n; q += line)
-                        __builtin_prefetch(ahead + q, 0, 2);
                 FN(mk)(mr, nv, kn, aT + k0 * B + b0, B, panel + k0 * w, w, acc + b0 * w, w,
                        k0 > 0);
             }

@@ -108,9 +108,7 @@ static void FN(gru_forward_team)(void *vctx, int tid, int nth)
             const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
             const int tile = reset_after ? 3 : 2;
             real *gh = acc + u * B * G * VW;  /* [B][r,z(,n)][VW] h_prev @ w_h{rz(n)}^T */
-            const int64_t un = ui + 1 < u1 - u0 ? FN(block_at)(u0, u1, s, ui + 1) : -1;
-            FN(recur_tile)(B, tile, H, hT_prev, wpack + u * H * tile * VW,
-                           un < 0 ? NULL : wpack + un * H * tile * VW, gh);
+            FN(recur_tile)(B, tile, H, hT_prev, wpack + u * H * tile * VW, gh);
             for (int64_t b = 0; b < B; b++) {
                 if (t2 >= 0) {  /* this row of the next step's input projection and outputs */
                     for (int k = 0; k < G; k++)
@@ -145,8 +143,7 @@ static void FN(gru_forward_team)(void *vctx, int tid, int nth)
             PYRNN_BARRIER();  /* every unit's r * h_prev is ready */
             for (int64_t qi = 0; qi < q1 - q0; qi++) {
                 const int64_t q = FN(block_at)(q0, q1, s, qi);
-                FN(pair_product)(B, H, rhT, wpack_n, H, 0, q,
-                                 qi + 1 < q1 - q0 ? FN(block_at)(q0, q1, s, qi + 1) : -1, acc);
+                FN(pair_product)(B, H, rhT, wpack_n, H, 0, q, acc);
                 for (int64_t u = 2 * q; u < 2 * q + 2 && u < x->nblk; u++) {
                     const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
                     /* [B][2*VW] (r * h_prev) @ w_hn^T for the pair; this block's half */
@@ -251,8 +248,7 @@ static void FN(gru_backward_team)(void *vctx, int tid, int nth)
             // forward was: n = tanh(gx_n + (r * h_prev) @ W_hn^T + b_hn), extra = r * h_prev
             for (int64_t qi = 0; qi < q1 - q0; qi++) {
                 const int64_t q = FN(block_at)(q0, q1, s, qi);
-                FN(pair_product)(B, H, dgT + 2 * H * B, wpack, G * H, 2 * H, q,
-                                 qi + 1 < q1 - q0 ? FN(block_at)(q0, q1, s, qi + 1) : -1, acc);
+                FN(pair_product)(B, H, dgT + 2 * H * B, wpack, G * H, 2 * H, q, acc);
                 for (int64_t u = 2 * q; u < 2 * q + 2 && u < x->nblk; u++) {
                     const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
                     /* [B][2*VW] dn_pre @ w_hn for the pair; this block's half */

@@ -72,9 +72,7 @@ static void FN(lstm_forward_team)(void *vctx, int tid, int nth)
             const int64_t u = FN(block_at)(u0, u1, s, ui);
             const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
             real *gh = acc + u * B * G * VW;  /* [B][i,f,g,o][VW] h_prev @ w_hh^T */
-            const int64_t un = ui + 1 < u1 - u0 ? FN(block_at)(u0, u1, s, ui + 1) : -1;
-            FN(recur_tile)(B, G, H, hT_prev, wpack + u * H * G * VW,
-                           un < 0 ? NULL : wpack + un * H * G * VW, gh);
+            FN(recur_tile)(B, G, H, hT_prev, wpack + u * H * G * VW, gh);
             V bias[4];
             for (int k = 0; k < G; k++)
                 bias[k] = c->b_ih ? FN(vload_n)(c->b_ih + k * H + ju, n) +
