@@ -16,7 +16,10 @@
  * hold per-unit-block tiles, so the layout does not depend on the instruction set (32 units are
  * a pair of the widest vectors, float32 on AVX-512). */
 #define PYRNN_HPAD 32
-static inline int64_t pyrnn_hpad(int64_t H) { return (H + PYRNN_HPAD - 1) / PYRNN_HPAD * PYRNN_HPAD; }
+static inline int64_t pyrnn_hpad(int64_t H)
+{
+    return (H + PYRNN_HPAD - 1) / PYRNN_HPAD * PYRNN_HPAD;
+}
 
 /* ---- instruction sets (cpu.c) ---- */
 enum pyrnn_isa { PYRNN_ISA_GENERIC = 0, PYRNN_ISA_AVX2 = 1, PYRNN_ISA_AVX512 = 2 };

@@ -261,8 +261,8 @@ static void FN(gru_backward_team)(void *vctx, int tid, int nth)
                         if (FN(valid)(c->lengths, b, t)) {
                             const V r = FN(vload_n)(gates + at3, n);
                             dr_pre = drh_b * FN(vload_n)(hprev + at, n) * (r * ((real)1 - r));
-                            FN(vstore_n)(dh + b * H + ju, FN(vload_n)(dh + b * H + ju, n) + drh_b * r,
-                                         n);
+                            const V dh_prev = FN(vload_n)(dh + b * H + ju, n) + drh_b * r;
+                            FN(vstore_n)(dh + b * H + ju, dh_prev, n);
                         }
                         FN(vstore_n)(dgx + at3, dr_pre, n);
                     }

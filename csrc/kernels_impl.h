@@ -11,7 +11,8 @@
 #include "lstm_impl.h"
 #include "gru_impl.h"
 
-const struct PYRNN_CAT(pyrnn_kernels_, SFX) PYRNN_CAT(PYRNN_CAT(pyrnn_kernels_, PYRNN_ISA), PYRNN_CAT(_, SFX)) = {
+#define TABLE PYRNN_CAT(PYRNN_CAT(pyrnn_kernels_, PYRNN_ISA), PYRNN_CAT(_, SFX))
+const struct PYRNN_CAT(pyrnn_kernels_, SFX) TABLE = {
     PYRNN_ISA_NAME,
     FN(rnn_forward), FN(rnn_backward),
     FN(lstm_forward), FN(lstm_backward),
@@ -19,6 +20,7 @@ const struct PYRNN_CAT(pyrnn_kernels_, SFX) PYRNN_CAT(PYRNN_CAT(pyrnn_kernels_, 
     FN(activation),
 };
 
+#undef TABLE
 #undef FN
 #undef VW
 #undef V

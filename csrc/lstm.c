@@ -1,7 +1,8 @@
 /* LSTM, one layer x one direction x T steps: the public entry points (checks, then the kernels
  * of the chosen instruction set in lstm_impl.h). Mirrors pyrnn/ref/lstm.py.
  *
- *     i, f, g, o = sigmoid, sigmoid, tanh, sigmoid of (x_t @ w_ih^T + b_ih + h_{t-1} @ w_hh^T + b_hh)
+ *     i, f, g, o = sigmoid, sigmoid, tanh, sigmoid of
+ *                  (x_t @ w_ih^T + b_ih + h_{t-1} @ w_hh^T + b_hh)
  *     c_t = f * c_{t-1} + i * g;   h_t = o * tanh(c_t)
  *
  * Workspace layout (elements of the data type; Hp = H rounded up to a multiple of 32):
