@@ -37,29 +37,22 @@ static inline void FN(exp_parts)(V u, V *scale, V *q)
     const V n = t - magic;
     V r = u - n * ln2_hi;
     r = r - n * ln2_lo;
-    /* expm1(r) = r + r^2 (1/2! + r (1/3! + ...)) */
+    /* expm1(r) = r + r^2 p(r), p(r) = 1/2! + r/3! + r^2/4! + ...: Estrin's scheme, whose
+     * dependency chain is half Horner's (batch 1 waits on it every step) */
+    const V r2 = r * r, r4 = r2 * r2;
 #if PYRNN_REAL_IS_DOUBLE
-    V p = FN(vdup)(1.0 / 6227020800.0);  /* 1/13! */
-    p = p * r + 1.0 / 479001600.0;
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
+    const V p01 = r * (1.0 / 6.0) + 0.5, p23 = r * (1.0 / 120.0) + 1.0 / 24.0;
+    const V p45 = r * (1.0 / 5040.0) + 1.0 / 720.0, p67 = r * (1.0 / 362880.0) + 1.0 / 40320.0;
+    const V p89 = r * (1.0 / 39916800.0) + 1.0 / 3628800.0;
+    const V pab = r * (1.0 / 6227020800.0) + 1.0 / 479001600.0;  /* 1/12!, 1/13! */
+    const V q0 = r2 * p23 + p01, q1 = r2 * p67 + p45, q2 = r2 * pab + p89;
+    const V p = (r4 * r4) * q2 + (r4 * q1 + q0);
 #else
-    V p = FN(vdup)(1.0f / 5040.0f);  /* 1/7! */
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
+    const V p01 = r * (1.0f / 6.0f) + 0.5f, p23 = r * (1.0f / 120.0f) + 1.0f / 24.0f;
+    const V p45 = r * (1.0f / 5040.0f) + 1.0f / 720.0f;  /* up to 1/7! */
+    const V p = r4 * p45 + (r2 * p23 + p01);
 #endif
-    *q = (r * r) * p + r;
+    *q = r2 * p + r;
     const VI ni = (VI)t - (VI)FN(vdup)(magic);
     *scale = (V)((ni + bias) << mant);
 }

@@ -20,6 +20,10 @@ static inline int FN(valid)(const int64_t *lengths, int64_t b, int64_t t)
 static void FN(transpose_rows)(const real *src, int64_t lds, int64_t B, int64_t n, int64_t j0,
                                real *dT)
 {
+    if (B == 1) {  /* a single row is its own transpose */
+        memcpy(dT + j0, src, (size_t)n * sizeof(real));
+        return;
+    }
     int64_t b0 = 0;
     if (n == VW)
         for (; b0 + VW <= B; b0 += VW)
