@@ -98,7 +98,6 @@ static void FN(gru_forward_team)(void *vctx, int tid, int nth)
     // 2. time loop: recurrent product(s) and the fused pointwise update
     for (int64_t s = 0; s < T; s++) {
         const int64_t t = FN(step_at)(T, c->reverse, s);
-        const int64_t t2 = s + 1 < T ? FN(step_at)(T, c->reverse, s + 1) : -1;
         const real *h_prev = FN(gru_state)(x, s);
         real *h = s + 1 < T ? FN(gru_state)(x, s + 1) : c->h_n;
         const real *hT_prev = hT + (s & 1) * H * B;
@@ -109,12 +108,15 @@ static void FN(gru_forward_team)(void *vctx, int tid, int nth)
             const int tile = reset_after ? 3 : 2;
             real *gh = acc + u * B * G * VW;  /* [B][r,z(,n)][VW] h_prev @ w_h{rz(n)}^T */
             FN(recur_tile)(B, tile, H, hT_prev, wpack + u * H * tile * VW, gh);
+            int64_t pu;
+            const int64_t pt = FN(next_visit)(T, c->reverse, u0, u1, s, ui, &pu);
+            const int64_t pj = pu * VW, pn = H - pj < VW ? H - pj : VW;
             for (int64_t b = 0; b < B; b++) {
-                if (t2 >= 0) {  /* this row of the next step's input projection and outputs */
+                if (pt >= 0) {  /* this row of the next visit's input projection and outputs */
                     for (int k = 0; k < G; k++)
-                        FN(prefetch)(gates + (t2 * B + b) * G * H + k * H + ju, n, 0);
-                    FN(prefetch)(c->y + (t2 * B + b) * H + ju, n, 1);
-                    if (c->training) FN(prefetch)(x->r.extra + (t2 * B + b) * H + ju, n, 1);
+                        FN(prefetch)(gates + (pt * B + b) * G * H + k * H + pj, pn, 0);
+                    FN(prefetch)(c->y + (pt * B + b) * H + pj, pn, 1);
+                    if (c->training) FN(prefetch)(x->r.extra + (pt * B + b) * H + pj, pn, 1);
                 }
                 real *g3 = gates + (t * B + b) * G * H + ju;
                 const real *ghb = gh + b * tile * VW;
@@ -195,23 +197,25 @@ static void FN(gru_backward_team)(void *vctx, int tid, int nth)
     // 1. reverse time loop: dgx[t], dgh[t] and the carried gradient only
     for (int64_t s = 0; s < T; s++) {
         const int64_t t = FN(step_at)(T, !c->reverse, s);
-        const int64_t t2 = s + 1 < T ? FN(step_at)(T, !c->reverse, s + 1) : -1;
         real *dgT = x->r.tail.tbuf + (s & 1) * G * H * B;
         // forward was: h = (1-z)*n + z*h_prev, kept only where the step is valid
         for (int64_t ui = 0; ui < u1 - u0; ui++) {
             const int64_t u = FN(block_at)(u0, u1, s, ui);
             const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
+            int64_t pu;
+            const int64_t pt = FN(next_visit)(T, !c->reverse, u0, u1, s, ui, &pu);
+            const int64_t pj = pu * VW, pn = H - pj < VW ? H - pj : VW;
             for (int64_t b = 0; b < B; b++) {
-                if (t2 >= 0) {  /* what this row of the next step reads and writes */
-                    const int64_t nat = (t2 * B + b) * H + ju, nat3 = (t2 * B + b) * G * H + ju;
+                if (pt >= 0) {  /* what this row of the next visit reads and writes */
+                    const int64_t nat = (pt * B + b) * H + pj, nat3 = (pt * B + b) * G * H + pj;
                     for (int k = 0; k < G; k++) {
-                        FN(prefetch)(gates + nat3 + k * H, n, 0);
-                        FN(prefetch)(dgx + nat3 + k * H, n, 1);
-                        if (reset_after) FN(prefetch)(dgh + nat3 + k * H, n, 1);
+                        FN(prefetch)(gates + nat3 + k * H, pn, 0);
+                        FN(prefetch)(dgx + nat3 + k * H, pn, 1);
+                        if (reset_after) FN(prefetch)(dgh + nat3 + k * H, pn, 1);
                     }
-                    FN(prefetch)(extra + nat, n, 0);
-                    FN(prefetch)(hprev + nat, n, 0);
-                    FN(prefetch)(c->dy + nat, n, 0);
+                    FN(prefetch)(extra + nat, pn, 0);
+                    FN(prefetch)(hprev + nat, pn, 0);
+                    FN(prefetch)(c->dy + nat, pn, 0);
                 }
                 const int64_t at = (t * B + b) * H + ju, at3 = (t * B + b) * G * H + ju;
                 const V zero = FN(vdup)(0);

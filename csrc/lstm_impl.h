@@ -62,7 +62,6 @@ static void FN(lstm_forward_team)(void *vctx, int tid, int nth)
     // 2. time loop: recurrent product and the fused pointwise update
     for (int64_t s = 0; s < T; s++) {
         const int64_t t = FN(step_at)(T, c->reverse, s);
-        const int64_t t2 = s + 1 < T ? FN(step_at)(T, c->reverse, s + 1) : -1;
         const real *h_prev = FN(lstm_state)(x, 0, s), *c_prev = FN(lstm_state)(x, 1, s);
         real *h = s + 1 < T ? FN(lstm_state)(x, 0, s + 1) : c->h_n;
         real *cs = s + 1 < T ? FN(lstm_state)(x, 1, s + 1) : c->c_n;
@@ -78,12 +77,15 @@ static void FN(lstm_forward_team)(void *vctx, int tid, int nth)
                 bias[k] = c->b_ih ? FN(vload_n)(c->b_ih + k * H + ju, n) +
                                         FN(vload_n)(c->b_hh + k * H + ju, n)
                                   : FN(vdup)(0);
+            int64_t pu;
+            const int64_t pt = FN(next_visit)(T, c->reverse, u0, u1, s, ui, &pu);
+            const int64_t pj = pu * VW, pn = H - pj < VW ? H - pj : VW;
             for (int64_t b = 0; b < B; b++) {
-                if (t2 >= 0) {  /* this row of the next step's input projection and outputs */
+                if (pt >= 0) {  /* this row of the next visit's input projection and outputs */
                     for (int k = 0; k < G; k++)
-                        FN(prefetch)(gates + (t2 * B + b) * G * H + k * H + ju, n, 0);
-                    FN(prefetch)(c->y + (t2 * B + b) * H + ju, n, 1);
-                    if (c->training) FN(prefetch)(x->r.tanh_c + (t2 * B + b) * H + ju, n, 1);
+                        FN(prefetch)(gates + (pt * B + b) * G * H + k * H + pj, pn, 0);
+                    FN(prefetch)(c->y + (pt * B + b) * H + pj, pn, 1);
+                    if (c->training) FN(prefetch)(x->r.tanh_c + (pt * B + b) * H + pj, pn, 1);
                 }
                 real *g4 = gates + (t * B + b) * G * H + ju;
                 V pre[4];
@@ -155,22 +157,24 @@ static void FN(lstm_backward_team)(void *vctx, int tid, int nth)
     // 1. reverse time loop: dgates[t] and the carried gradients only
     for (int64_t s = 0; s < T; s++) {
         const int64_t t = FN(step_at)(T, !c->reverse, s);
-        const int64_t t2 = s + 1 < T ? FN(step_at)(T, !c->reverse, s + 1) : -1;
         real *dgT = x->r.tail.tbuf + (s & 1) * G * H * B;
         // forward was: c = f*c_prev + i*g; h = o*tanh(c); both kept only where the step is valid
         for (int64_t ui = 0; ui < u1 - u0; ui++) {
             const int64_t u = FN(block_at)(u0, u1, s, ui);
             const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
+            int64_t pu;
+            const int64_t pt = FN(next_visit)(T, !c->reverse, u0, u1, s, ui, &pu);
+            const int64_t pj = pu * VW, pn = H - pj < VW ? H - pj : VW;
             for (int64_t b = 0; b < B; b++) {
-                if (t2 >= 0) {  /* what this row of the next step reads and writes */
-                    const int64_t nat = (t2 * B + b) * H + ju, nat4 = (t2 * B + b) * G * H + ju;
+                if (pt >= 0) {  /* what this row of the next visit reads and writes */
+                    const int64_t nat = (pt * B + b) * H + pj, nat4 = (pt * B + b) * G * H + pj;
                     for (int k = 0; k < G; k++) {
-                        FN(prefetch)(gates + nat4 + k * H, n, 0);
-                        FN(prefetch)(dgates + nat4 + k * H, n, 1);
+                        FN(prefetch)(gates + nat4 + k * H, pn, 0);
+                        FN(prefetch)(dgates + nat4 + k * H, pn, 1);
                     }
-                    FN(prefetch)(x->r.tanh_c + nat, n, 0);
-                    FN(prefetch)(x->r.cprev + nat, n, 0);
-                    FN(prefetch)(c->dy + nat, n, 0);
+                    FN(prefetch)(x->r.tanh_c + nat, pn, 0);
+                    FN(prefetch)(x->r.cprev + nat, pn, 0);
+                    FN(prefetch)(c->dy + nat, pn, 0);
                 }
                 const int64_t at = b * H + ju, at4 = (t * B + b) * G * H + ju;
                 V d_pre[4] = {FN(vdup)(0), FN(vdup)(0), FN(vdup)(0), FN(vdup)(0)};

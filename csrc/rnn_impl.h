@@ -124,18 +124,20 @@ static void FN(rnn_backward_team)(void *vctx, int tid, int nth)
     // 1. reverse time loop: dgates[t] and the carried gradient only
     for (int64_t s = 0; s < T; s++) {
         const int64_t t = FN(step_at)(T, !c->reverse, s);
-        const int64_t t2 = s + 1 < T ? FN(step_at)(T, !c->reverse, s + 1) : -1;
         real *dgT = x->r.tail.tbuf + (s & 1) * H * B;
         // forward was: gates[t] = act(gx + h_prev @ w_hh^T); h = valid ? gates[t] : h_prev
         for (int64_t ui = 0; ui < u1 - u0; ui++) {
             const int64_t u = FN(block_at)(u0, u1, s, ui);
             const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
+            int64_t pu;
+            const int64_t pt = FN(next_visit)(T, !c->reverse, u0, u1, s, ui, &pu);
+            const int64_t pj = pu * VW, pn = H - pj < VW ? H - pj : VW;
             for (int64_t b = 0; b < B; b++) {
-                if (t2 >= 0) {  /* what this row of the next step reads and writes */
-                    const int64_t nat = (t2 * B + b) * H + ju;
-                    FN(prefetch)(gates + nat, n, 0);
-                    FN(prefetch)(dgates + nat, n, 1);
-                    FN(prefetch)(c->dy + nat, n, 0);
+                if (pt >= 0) {  /* what this row of the next visit reads and writes */
+                    const int64_t nat = (pt * B + b) * H + pj;
+                    FN(prefetch)(gates + nat, pn, 0);
+                    FN(prefetch)(dgates + nat, pn, 1);
+                    FN(prefetch)(c->dy + nat, pn, 0);
                 }
                 const int64_t at = (t * B + b) * H + ju;
                 V dg = FN(vdup)(0);
