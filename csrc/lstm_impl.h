@@ -44,6 +44,54 @@ static inline real *FN(lstm_state)(const struct FN(lstm_ctx) *x, int which, int6
     return (which ? x->r.cbuf : x->r.hbuf) + (s & 1) * c->B * c->H;
 }
 
+/* What the pointwise update of one unit block needs for every row of one step (pointers at the
+ * block's first unit). */
+struct FN(lstm_rows) {
+    const int64_t *lengths;
+    int64_t t;
+    real *gates;                 /* [B,4H] gates[t]: the input projection in, activations out */
+    const real *gh;              /* [B][i,f,g,o][VW] h_prev @ w_hh^T */
+    const real *c_prev, *h_prev; /* [B,H] */
+    real *h, *cs, *y;            /* [B,H] the next states, y[t] */
+    int64_t H;
+    V bias[4];                   /* b_ih + b_hh of the block (zeros without bias) */
+    real *tanh_c;                /* [B,H] tanh(c) of step t, or a scratch vector ... */
+    int64_t tanh_c_stride;       /* ... H, or 0 for the scratch */
+    const real *pf_gates, *pf_y; /* the next visit's rows, prefetched as we go */
+    int64_t pf_n;
+};
+
+/* The fused LSTM update of row b of one unit block (n <= VW units): no branches, so the
+ * compiler can interleave two rows' dependency chains (sigmoid and tanh are long ones). */
+static inline __attribute__((always_inline)) void FN(lstm_row)(const struct FN(lstm_rows) *rw,
+                                                               int64_t b, int64_t n)
+{
+    const int64_t H = rw->H, G = 4, at = b * H;
+    for (int k = 0; k < G; k++)
+        FN(prefetch)(rw->pf_gates + b * G * H + k * H, rw->pf_n, 0);
+    FN(prefetch)(rw->pf_y + at, rw->pf_n, 1);
+    real *g4 = rw->gates + b * G * H;
+    V pre[4];
+    for (int k = 0; k < G; k++)
+        pre[k] = (FN(vload_n)(g4 + k * H, n) + rw->bias[k]) + FN(vload)(rw->gh + (b * G + k) * VW);
+    const V i = FN(vsigmoid)(pre[0]), f = FN(vsigmoid)(pre[1]);
+    const V g = FN(vtanh)(pre[2]), o = FN(vsigmoid)(pre[3]);
+    const V cp = FN(vload_n)(rw->c_prev + at, n);
+    const V c_new = f * cp + i * g;
+    const V tc = FN(vtanh)(c_new);
+    FN(vstore_n)(g4, i, n);
+    FN(vstore_n)(g4 + H, f, n);
+    FN(vstore_n)(g4 + 2 * H, g, n);
+    FN(vstore_n)(g4 + 3 * H, o, n);
+    FN(vstore_n)(rw->tanh_c + b * rw->tanh_c_stride, tc, n);
+    const VI zero = {0};
+    const VI ok = zero - (ireal)FN(valid)(rw->lengths, b, rw->t);  /* all bits set if valid */
+    const V hv = FN(vselect)(ok, o * tc, FN(vload_n)(rw->h_prev + at, n));
+    FN(vstore_n)(rw->h + at, hv, n);
+    FN(vstore_n)(rw->cs + at, FN(vselect)(ok, c_new, cp), n);
+    FN(vstore_n)(rw->y + at, FN(vselect)(ok, hv, FN(vdup)(0)), n);
+}
+
 static void FN(lstm_forward_team)(void *vctx, int tid, int nth)
 {
     const struct FN(lstm_ctx) *x = vctx;
@@ -72,52 +120,31 @@ static void FN(lstm_forward_team)(void *vctx, int tid, int nth)
             const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
             real *gh = acc + u * B * G * VW;  /* [B][i,f,g,o][VW] h_prev @ w_hh^T */
             FN(recur_tile)(B, G, H, hT_prev, wpack + u * H * G * VW, gh);
-            V bias[4];
+            V scratch;  /* where tanh(c) goes when it is not kept */
+            struct FN(lstm_rows) rw = {
+                .lengths = c->lengths, .t = t, .gates = gates + t * B * G * H + ju, .gh = gh,
+                .c_prev = c_prev + ju, .h_prev = h_prev + ju, .h = h + ju, .cs = cs + ju,
+                .y = c->y + t * B * H + ju, .H = H,
+                .tanh_c = c->training ? x->r.tanh_c + t * B * H + ju : (real *)&scratch,
+                .tanh_c_stride = c->training ? H : 0};
             for (int k = 0; k < G; k++)
-                bias[k] = c->b_ih ? FN(vload_n)(c->b_ih + k * H + ju, n) +
-                                        FN(vload_n)(c->b_hh + k * H + ju, n)
-                                  : FN(vdup)(0);
+                rw.bias[k] = c->b_ih ? FN(vload_n)(c->b_ih + k * H + ju, n) +
+                                           FN(vload_n)(c->b_hh + k * H + ju, n)
+                                     : FN(vdup)(0);
             int64_t pu;
             const int64_t pt = FN(next_visit)(T, c->reverse, u0, u1, s, ui, &pu);
-            const int64_t pj = pu * VW, pn = H - pj < VW ? H - pj : VW;
-            for (int64_t b = 0; b < B; b++) {
-                if (pt >= 0) {  /* this row of the next visit's input projection and outputs */
-                    for (int k = 0; k < G; k++)
-                        FN(prefetch)(gates + (pt * B + b) * G * H + k * H + pj, pn, 0);
-                    FN(prefetch)(c->y + (pt * B + b) * H + pj, pn, 1);
-                    if (c->training) FN(prefetch)(x->r.tanh_c + (pt * B + b) * H + pj, pn, 1);
+            rw.pf_gates = gates + (pt < 0 ? t : pt) * B * G * H + pu * VW;
+            rw.pf_y = c->y + (pt < 0 ? t : pt) * B * H + pu * VW;
+            rw.pf_n = H - pu * VW < VW ? H - pu * VW : VW;
+            if (n == VW) {  /* whole vectors: rows two at a time, whose chains interleave */
+                int64_t b = 0;
+                for (; b + 2 <= B; b += 2) {
+                    FN(lstm_row)(&rw, b, VW);
+                    FN(lstm_row)(&rw, b + 1, VW);
                 }
-                real *g4 = gates + (t * B + b) * G * H + ju;
-                V pre[4];
-                for (int k = 0; k < G; k++) {
-                    pre[k] = FN(vload_n)(g4 + k * H, n);
-                    if (c->b_ih) pre[k] += bias[k];
-                    pre[k] += FN(vload)(gh + (b * G + k) * VW);
-                }
-                const V i = FN(vsigmoid)(pre[0]), f = FN(vsigmoid)(pre[1]);
-                const V g = FN(vtanh)(pre[2]), o = FN(vsigmoid)(pre[3]);
-                const int64_t at = b * H + ju;
-                const V cp = FN(vload_n)(c_prev + at, n);
-                const V c_new = f * cp + i * g;
-                const V tc = FN(vtanh)(c_new);
-                FN(vstore_n)(g4, i, n);
-                FN(vstore_n)(g4 + H, f, n);
-                FN(vstore_n)(g4 + 2 * H, g, n);
-                FN(vstore_n)(g4 + 3 * H, o, n);
-                if (c->training) FN(vstore_n)(x->r.tanh_c + t * B * H + at, tc, n);
-                V hv, cv, yv;
-                if (FN(valid)(c->lengths, b, t)) {
-                    hv = o * tc;
-                    cv = c_new;
-                    yv = hv;
-                } else {
-                    hv = FN(vload_n)(h_prev + at, n);
-                    cv = cp;
-                    yv = FN(vdup)(0);
-                }
-                FN(vstore_n)(h + at, hv, n);
-                FN(vstore_n)(cs + at, cv, n);
-                FN(vstore_n)(c->y + t * B * H + at, yv, n);
+                for (; b < B; b++) FN(lstm_row)(&rw, b, VW);
+            } else {
+                for (int64_t b = 0; b < B; b++) FN(lstm_row)(&rw, b, n);
             }
             FN(transpose_rows)(h + ju, H, B, n, ju, hT_next);
         }
