@@ -9,6 +9,8 @@ set is the best this machine has unless PYRNN_DISABLE_CPU_FEATURES says otherwis
 """
 
 import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -162,9 +164,9 @@ def threads_restored():
 
 @pytest.mark.parametrize("cell", CELLS, ids=cell_id)
 def test_bit_identical_for_any_thread_count(cell, threads_restored):
-    """Big enough that both the time loop and the GEMMs run on two threads."""
+    """Big enough that the time loops and the GEMMs run on two and three threads."""
     kind, flags = cell
-    p = make_problem(kind, 5, 24, 40, 150, np.float32, "spread", True, True, seed=2)
+    p = make_problem(kind, 5, 24, 120, 150, np.float32, "spread", True, True, seed=2)
     results = []
     for n in (1, 2, 3):
         pyrnn.set_num_threads(n)
@@ -270,6 +272,14 @@ def test_activation_error_bound(dtype):
         getattr(lib, f"pyrnn_activation_{suffix}")(
             kind, 3, ffi.from_buffer(ctype, special), ffi.from_buffer(ctype, out))
         assert np.isnan(out[0]) and out[1] == 1 and abs(out[2] - (0 if kind == 0 else -1)) < tiny
+
+
+def test_thread_count_from_the_environment():
+    code = "from pyrnn import _c; print(_c.info()['threads'])"
+    env = dict(os.environ, PYRNN_NUM_THREADS="3")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "3"
 
 
 def test_info_reports_the_instruction_set_and_threads(threads_restored):
