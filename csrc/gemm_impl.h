@@ -112,26 +112,38 @@ static void FN(mv)(int nv, int64_t K, const real *a, const real *b, int64_t ldb,
  * acc: [B][nv*VW]. Rows go in groups of four row blocks and K in chunks sized so that the
  * group's sums, the chunk of the panel and the group's chunk of aT all stay in L1 (about 20 KiB
  * of it) while the group's row blocks pass over them. (Software prefetching of the next chunk
- * was measured slower than the hardware prefetchers alone.) */
+ * was measured slower than the hardware prefetchers alone.)
+ * Rows whose sequence is over at step t (t >= lengths[b]; lengths NULL: none) do not need the
+ * product: a row block made only of those gets zeros instead, so lengths with a spread cost
+ * less than the padded run. */
 static void FN(recur_tile)(int64_t B, int nv, int64_t K, const real *aT, const real *panel,
-                           real *acc)
+                           real *acc, const int64_t *lengths, int64_t t)
 {
     const int64_t w = (int64_t)nv * VW;
-    if (B == 1) {
-        FN(mv)(nv, K, aT, panel, w, acc);
-        return;
-    }
     const int mrmax = MR_FOR(nv);
     for (int64_t g0 = 0; g0 < B; g0 += 4 * mrmax) {
         const int64_t rows = B - g0 < 4 * mrmax ? B - g0 : 4 * mrmax;
         int64_t kc = 20480 / ((w + rows) * (int64_t)sizeof(real));
         if (kc < 16) kc = 16;
+        for (int64_t b0 = g0; b0 < g0 + rows; b0 += mrmax) {
+            const int mr = g0 + rows - b0 < mrmax ? (int)(g0 + rows - b0) : mrmax;
+            int live = !lengths;
+            for (int i = 0; i < mr && !live; i++) live = t < lengths[b0 + i];
+            if (!live) memset(acc + b0 * w, 0, (size_t)(mr * w) * sizeof(real));
+        }
+        if (B == 1) {
+            if (!lengths || t < lengths[0]) FN(mv)(nv, K, aT, panel, w, acc);
+            return;
+        }
         for (int64_t k0 = 0; k0 < K; k0 += kc) {
             const int64_t kn = K - k0 < kc ? K - k0 : kc;
             for (int64_t b0 = g0; b0 < g0 + rows; b0 += mrmax) {
                 const int mr = g0 + rows - b0 < mrmax ? (int)(g0 + rows - b0) : mrmax;
-                FN(mk)(mr, nv, kn, aT + k0 * B + b0, B, panel + k0 * w, w, acc + b0 * w, w,
-                       k0 > 0);
+                int live = !lengths;
+                for (int i = 0; i < mr && !live; i++) live = t < lengths[b0 + i];
+                if (live)
+                    FN(mk)(mr, nv, kn, aT + k0 * B + b0, B, panel + k0 * w, w, acc + b0 * w, w,
+                           k0 > 0);
             }
         }
     }
