@@ -30,7 +30,8 @@ enum pyrnn_isa pyrnn_isa(void);
 /* Threads for a parallel section doing `work` flops, when at least `per_thread` flops make a
  * thread worth waking, capped by the setting and by `max_parts` independent parts. */
 int pyrnn_threads_for(double work, double per_thread, int64_t max_parts);
-/* Runs body(ctx, tid, nth) on nth threads (one team) and returns when all are done. */
+/* Runs body(ctx, tid, nth) on nth threads (one team) and returns when all are done; on one
+ * thread when the team is busy with another call. */
 void pyrnn_team(int nth, void (*body)(void *ctx, int tid, int nth), void *ctx);
 /* [begin, end) of n parts for thread tid of nth: contiguous, the same for every step. */
 static inline void pyrnn_share(int64_t n, int tid, int nth, int64_t *begin, int64_t *end)
@@ -38,11 +39,8 @@ static inline void pyrnn_share(int64_t n, int tid, int nth, int64_t *begin, int6
     *begin = n * tid / nth;
     *end = n * (tid + 1) / nth;
 }
-#ifdef _OPENMP
-#define PYRNN_BARRIER() do { _Pragma("omp barrier") } while (0)
-#else
-#define PYRNN_BARRIER() ((void)0)
-#endif
+/* Waits until all nth threads of the running team have arrived (nothing when nth is 1). */
+void pyrnn_barrier(int nth);
 
 /* ---- argument validation (workspace.c, validate.c) ---- */
 /* PYRNN_OK when sizes are >= 1 and small enough that every workspace offset fits int64. */

@@ -313,9 +313,9 @@ static void FN(gemm_body)(void *ctx, int tid, int nth)
     for (int64_t k0 = 0; k0 < g->K; k0 += GEMM_KC) {
         const int64_t kc = g->K - k0 < GEMM_KC ? g->K - k0 : GEMM_KC;
         const int load = k0 > 0 || g->accumulate;
-        if (k0 > 0) PYRNN_BARRIER();  /* everyone is done with the previous panels */
+        if (k0 > 0) pyrnn_barrier(nth);  /* everyone is done with the previous panels */
         for (int64_t p = p0; p < p1; p++) FN(pack_b)(g, p, k0, kc, g->bpack + p * kc * GEMM_NR);
-        PYRNN_BARRIER();
+        pyrnn_barrier(nth);
         for (int64_t ib = mb; ib < me; ib++) {
             const int64_t i0 = ib * GEMM_MC, mc = g->M - i0 < GEMM_MC ? g->M - i0 : GEMM_MC;
             FN(pack_a)(g, i0, mc, k0, kc, apack);

@@ -93,7 +93,7 @@ static void FN(gru_forward_team)(void *vctx, int tid, int nth)
         FN(pack_tiles)(c->w_hh + 2 * H * H, H, 1, 2 * VW, q0, q1, wpack_n);
     }
     FN(init_state)(c->h0, B, H, j0, j1, FN(gru_state)(x, 0), hT);
-    PYRNN_BARRIER();
+    pyrnn_barrier(nth);
 
     // 2. time loop: recurrent product(s) and the fused pointwise update
     for (int64_t s = 0; s < T; s++) {
@@ -142,7 +142,7 @@ static void FN(gru_forward_team)(void *vctx, int tid, int nth)
             FN(transpose_rows)(h + ju, H, B, n, ju, reset_after ? hT_next : rhT);
         }
         if (!reset_after) {
-            PYRNN_BARRIER();  /* every unit's r * h_prev is ready */
+            pyrnn_barrier(nth);  /* every unit's r * h_prev is ready */
             for (int64_t qi = 0; qi < q1 - q0; qi++) {
                 const int64_t q = FN(block_at)(q0, q1, s, qi);
                 FN(pair_product)(B, H, rhT, wpack_n, H, 0, q, acc, c->lengths, t);
@@ -161,7 +161,7 @@ static void FN(gru_forward_team)(void *vctx, int tid, int nth)
                 }
             }
         }
-        if (s + 1 < T) PYRNN_BARRIER();
+        if (s + 1 < T) pyrnn_barrier(nth);
     }
 }
 
@@ -247,7 +247,7 @@ static void FN(gru_backward_team)(void *vctx, int tid, int nth)
             for (int k = reset_after ? 0 : 1; k < G; k++)
                 FN(transpose_rows)(dgh + t * B * G * H + k * H + ju, G * H, B, n, k * H + ju, dgT);
         }
-        PYRNN_BARRIER();
+        pyrnn_barrier(nth);
         if (!reset_after) {
             // forward was: n = tanh(gx_n + (r * h_prev) @ W_hn^T + b_hn), extra = r * h_prev
             for (int64_t qi = 0; qi < q1 - q0; qi++) {
@@ -274,7 +274,7 @@ static void FN(gru_backward_team)(void *vctx, int tid, int nth)
                     FN(transpose_rows)(dgx + t * B * G * H + ju, G * H, B, n, ju, dgT);
                 }
             }
-            PYRNN_BARRIER();
+            pyrnn_barrier(nth);
         }
         /* dh_prev += [dgh @ w_hh] (reset_after), [dgx_r, dgx_z] @ w_hrz (reset_before) */
         FN(dh_update)(c, t, x->nblk, q0, q1, s, reset_after ? G * H : 2 * H, G * H, dgT, wpack,

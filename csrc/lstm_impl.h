@@ -105,7 +105,7 @@ static void FN(lstm_forward_team)(void *vctx, int tid, int nth)
     FN(pack_tiles)(c->w_hh, H, G, VW, u0, u1, wpack);
     FN(init_state)(c->h0, B, H, j0, j1, FN(lstm_state)(x, 0, 0), hT);
     FN(init_state)(c->c0, B, H, j0, j1, FN(lstm_state)(x, 1, 0), NULL);
-    PYRNN_BARRIER();
+    pyrnn_barrier(nth);
 
     // 2. time loop: recurrent product and the fused pointwise update
     for (int64_t s = 0; s < T; s++) {
@@ -148,7 +148,7 @@ static void FN(lstm_forward_team)(void *vctx, int tid, int nth)
             }
             FN(transpose_rows)(h + ju, H, B, n, ju, hT_next);
         }
-        if (s + 1 < T) PYRNN_BARRIER();
+        if (s + 1 < T) pyrnn_barrier(nth);
     }
 }
 
@@ -225,7 +225,7 @@ static void FN(lstm_backward_team)(void *vctx, int tid, int nth)
                 FN(transpose_rows)(dgates + t * B * G * H + k * H + ju, G * H, B, n, k * H + ju,
                                    dgT);
         }
-        PYRNN_BARRIER();
+        pyrnn_barrier(nth);
         FN(dh_update)(c, t, x->nblk, q0, q1, s, G * H, G * H, dgT, wpack, acc, dh, 0);
     }
     for (int64_t b = 0; b < B; b++) {

@@ -52,7 +52,7 @@ static void FN(rnn_forward_team)(void *vctx, int tid, int nth)
     const int64_t q0 = u0 / 2, q1 = (u1 + 1) / 2;  /* the pairs of blocks */
     FN(pack_tiles)(c->w_hh, H, 1, 2 * VW, q0, q1, wpack);
     FN(init_state)(c->h0, B, H, j0, j1, FN(rnn_state)(x, 0), hT);
-    PYRNN_BARRIER();
+    pyrnn_barrier(nth);
 
     // 2. time loop: recurrent product and the fused pointwise update
     for (int64_t s = 0; s < T; s++) {
@@ -91,7 +91,7 @@ static void FN(rnn_forward_team)(void *vctx, int tid, int nth)
                 FN(transpose_rows)(h + ju, H, B, n, ju, hT_next);
             }
         }
-        if (s + 1 < T) PYRNN_BARRIER();
+        if (s + 1 < T) pyrnn_barrier(nth);
     }
 }
 
@@ -152,7 +152,7 @@ static void FN(rnn_backward_team)(void *vctx, int tid, int nth)
             }
             FN(transpose_rows)(dgates + t * B * H + ju, H, B, n, ju, dgT);
         }
-        PYRNN_BARRIER();
+        pyrnn_barrier(nth);
         FN(dh_update)(c, t, x->nblk, q0, q1, s, H, H, dgT, wpack, acc, dh, 0);
     }
     for (int64_t b = 0; b < B; b++)

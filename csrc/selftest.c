@@ -175,6 +175,6 @@ int main(int argc, char **argv)
                 }
     }
     printf("selftest (%s, %s): %d failure(s)\n", pyrnn_isa_name(),
-           pyrnn_has_openmp() ? "openmp" : "no openmp", failures);
+           pyrnn_has_thread_team() ? "thread team" : "no thread team", failures);
     return failures != 0;
 }

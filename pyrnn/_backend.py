@@ -128,9 +128,9 @@ def backend_info() -> dict:
 
 
 def set_num_threads(n: int) -> None:
-    """Threads the C kernels use (also settable with $PYRNN_NUM_THREADS)."""
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"set_num_threads: expected a positive int, got {n!r}")
+    """Threads the C kernels use, 1 to 256 (also settable with $PYRNN_NUM_THREADS)."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= 256:
+        raise ValueError(f"set_num_threads: expected an int in 1..256, got {n!r}")
     module = _load("c")
     if module is not None:
         module.set_num_threads(int(n))

@@ -201,18 +201,18 @@ def gru_backward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, dy, dh_n, workspace, *,
 
 
 def set_num_threads(n: int) -> None:
-    """Threads the kernels may use from now on (n >= 1); results do not depend on it."""
+    """Threads the kernels may use from now on (1..256); results do not depend on it."""
     if lib.pyrnn_set_num_threads(int(n)) != 0:
-        raise ValueError(f"set_num_threads: expected a positive int, got {n!r}")
+        raise ValueError(f"set_num_threads: expected an int in 1..256, got {n!r}")
 
 
 def info() -> dict:
-    """The instruction set chosen, the thread setting, OpenMP and the library version."""
+    """The instruction set chosen, the thread setting, whether a thread team exists, the version."""
     return {
         "version": ffi.string(lib.pyrnn_version()).decode(),
         "isa": ffi.string(lib.pyrnn_isa_name()).decode(),
         "threads": lib.pyrnn_get_num_threads(),
-        "openmp": bool(lib.pyrnn_has_openmp()),
+        "thread_team": bool(lib.pyrnn_has_thread_team()),
     }
 
 

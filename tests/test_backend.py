@@ -54,8 +54,8 @@ def test_auto_falls_back_to_numpy_with_one_warning(monkeypatch):
 
 
 def test_set_num_threads_validates():
-    for bad in (0, -1, 1.5, True, "2"):
-        with pytest.raises(ValueError, match="set_num_threads: expected a positive int"):
+    for bad in (0, -1, 257, 1.5, True, "2"):
+        with pytest.raises(ValueError, match=r"set_num_threads: expected an int in 1\.\.256"):
             pyrnn.set_num_threads(bad)
     pyrnn.set_num_threads(1)
 

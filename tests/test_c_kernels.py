@@ -176,9 +176,11 @@ def test_bit_identical_for_any_thread_count(cell, threads_restored):
             assert a is None or np.array_equal(a, b)
 
 
-def test_concurrent_calls_from_python_threads():
-    problems = [make_problem("lstm", 4, 9, 20, 70, np.float32, "spread", True, True, seed=s)
-                for s in range(4)]
+def test_concurrent_calls_from_python_threads(threads_restored):
+    """Calls big enough for the thread team meet it busy and run on their own thread."""
+    pyrnn.set_num_threads(2)
+    problems = [make_problem("lstm", 4, 9 + 15 * (s % 2), 20, 70 + 80 * (s % 2), np.float32,
+                             "spread", True, True, seed=s) for s in range(4)]
     expected = [run(_c, "lstm", {}, p, reverse=False, training=True) for p in problems]
     got = [None] * len(problems)
     errors = []
@@ -228,6 +230,7 @@ def test_bad_sizes_reaching_c_return_a_status():
     assert lib.pyrnn_lstm_workspace_len(0, 1, 1, 1, 1) == -1
     assert lib.pyrnn_activation_f32(7, 1, ffi.NULL, ffi.NULL) == lib.PYRNN_ERR_ARGUMENT
     assert lib.pyrnn_set_num_threads(0) == lib.PYRNN_ERR_ARGUMENT
+    assert lib.pyrnn_set_num_threads(257) == lib.PYRNN_ERR_ARGUMENT
 
 
 def test_a_failing_status_becomes_pyrnn_error():
@@ -289,7 +292,7 @@ def test_info_reports_the_instruction_set_and_threads(threads_restored):
     if expected:
         assert info["isa"] == expected
     assert info["version"] == pyrnn.__version__
-    assert isinstance(info["openmp"], bool)
+    assert isinstance(info["thread_team"], bool)
     pyrnn.set_num_threads(3)
     assert _c.info()["threads"] == 3
     assert pyrnn.backend_info()["c"]["isa"] == info["isa"]
