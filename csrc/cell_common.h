@@ -94,7 +94,7 @@ static inline void FN(own_units)(int64_t H, int64_t u0, int64_t u1, int64_t *j0,
  * gets enough work per step to pay for the step's barrier. */
 static inline int FN(loop_threads)(double flops, int64_t nblk)
 {
-    return pyrnn_threads_for(flops, 3e5, (nblk + 1) / 2);
+    return pyrnn_threads_for(flops, 1e6, (nblk + 1) / 2);
 }
 
 /* One pair q of unit blocks through a product with one vector per block:
