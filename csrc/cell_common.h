@@ -90,11 +90,17 @@ static inline void FN(own_units)(int64_t H, int64_t u0, int64_t u1, int64_t *j0,
     *j1 = u1 * VW < H ? u1 * VW : H;
 }
 
-/* Threads for a time loop doing `flops` per step over nblk unit blocks: one thread unless each
- * gets enough work per step to pay for the step's barrier. */
-static inline int FN(loop_threads)(double flops, int64_t nblk)
+/* Threads for a time loop over nblk unit blocks of a cell with G gates: one per MFLOP of work
+ * per step (two from 2 MFLOP, the measured crossover on AVX-512: below it the step's barrier
+ * costs more than the second thread saves), where the recurrent weights count 4 FLOP a byte:
+ * from 512 KiB, half of a core's L2, halves streamed from two caches beat one even at batch 1
+ * (LSTM H=256 at batch 1: 2.2x). */
+static inline int FN(loop_threads)(int G, int64_t B, int64_t H, int64_t nblk)
 {
-    return pyrnn_threads_for(flops, 1e6, (nblk + 1) / 2);
+    const double flops = 2.0 * G * (double)B * (double)H * (double)H;
+    const double weight_bytes = (double)G * (double)H * (double)H * sizeof(real);
+    const double work = flops > 4.0 * weight_bytes ? flops : 4.0 * weight_bytes;
+    return pyrnn_threads_for(work, 1e6, (nblk + 1) / 2);
 }
 
 /* One pair q of unit blocks through a product with one vector per block:
