@@ -2,12 +2,13 @@
 
 The cdef is the section of pyrnn.h between PYRNN_CDEF_BEGIN and PYRNN_CDEF_END, verbatim. The
 build uses no -march flag: the instruction-set variants of the kernels are compiled with target
-pragmas (isa_avx512.c, isa_avx2.c, isa_generic.c) and chosen at run time.
+pragmas (isa_avx512.c, isa_avx2.c, isa_generic.c) and chosen at run time. OpenMP is used when the
+compiler accepts -fopenmp (set PYRNN_NO_OPENMP=1 to build without it).
 """
 
 import glob
 import os
-import sys
+import tempfile
 
 from cffi import FFI
 
@@ -26,8 +27,29 @@ def read_cdef(header_path: str) -> str:
     return text[begin : text.index("/* PYRNN_CDEF_END */")]
 
 
-# the thread team (threads.c) uses POSIX threads on Linux; elsewhere the kernels run on one thread
-THREAD_FLAGS = ["-pthread"] if sys.platform.startswith("linux") else []
+def openmp_flags() -> list[str]:
+    """["-fopenmp"] when this compiler builds and links an OpenMP program, else []."""
+    if os.environ.get("PYRNN_NO_OPENMP"):
+        return []
+    from setuptools._distutils.ccompiler import new_compiler
+    from setuptools._distutils.sysconfig import customize_compiler
+
+    compiler = new_compiler()
+    customize_compiler(compiler)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "omp_probe.c")
+        with open(src, "w") as f:
+            f.write("#include <omp.h>\nint main(void) { return omp_get_max_threads() < 1; }\n")
+        try:
+            objects = compiler.compile([src], output_dir=tmp, extra_postargs=["-fopenmp"])
+            compiler.link_executable(objects, os.path.join(tmp, "omp_probe"),
+                                     extra_postargs=["-fopenmp"])
+        except Exception:  # no OpenMP here: the kernels run on one thread
+            return []
+    return ["-fopenmp"]
+
+
+OPENMP = openmp_flags()
 ffibuilder = FFI()
 ffibuilder.cdef(read_cdef(os.path.join(HERE, "pyrnn.h")))
 ffibuilder.set_source(
@@ -36,8 +58,8 @@ ffibuilder.set_source(
     sources=[os.path.relpath(os.path.join(HERE, s)) for s in SOURCES],
     include_dirs=[os.path.relpath(HERE)],
     depends=sorted(os.path.relpath(h) for h in glob.glob(os.path.join(HERE, "*.h"))),
-    extra_compile_args=CFLAGS + THREAD_FLAGS,
-    extra_link_args=THREAD_FLAGS,
+    extra_compile_args=CFLAGS + OPENMP,
+    extra_link_args=OPENMP,
 )
 
 if __name__ == "__main__":

@@ -118,13 +118,13 @@ int pyrnn_activation_f32(int kind, int64_t n, const float *x, float *y);
 int pyrnn_activation_f64(int kind, int64_t n, const double *x, double *y);
 
 /* Threads the kernels may use (1 <= n <= 256; the initial value is $PYRNN_NUM_THREADS, else
- * the CPUs this process may run on). Small problems use fewer. Results do not depend on it. */
+ * the OpenMP default). Small problems use fewer. Results do not depend on it. */
 int pyrnn_set_num_threads(int n);
 int pyrnn_get_num_threads(void);
 /* "avx512", "avx2" or "generic": the kernels chosen at first use from cpuid and
  * $PYRNN_DISABLE_CPU_FEATURES (a comma list of avx512, avx2). */
 const char *pyrnn_isa_name(void);
-/* 1 where the kernels can run on a thread team (Linux), else 0 (then they run on one thread). */
+/* 1 when built with OpenMP (the kernels' thread team), else 0 (then they run on one thread). */
 int pyrnn_has_thread_team(void);
 /* PYRNN_CDEF_END */
 

@@ -64,19 +64,21 @@ def _workspace(ctype: str, dtype, workspace, need: int):
 
 def _inputs(cell, x, states, w_ih, w_hh, b_ih, b_hh, lengths):
     """Sizes, data type and the pointers to x, the states, the weights and lengths."""
-    x = np.asarray(x)
+    if x.__class__ is not np.ndarray:
+        x = np.asarray(x)
     sfx = _SUFFIX.get(x.dtype)
     if sfx is None:
         raise TypeError(f"x: expected float32 or float64 data, got dtype {x.dtype}")
-    if x.ndim != 3 or np.ndim(w_hh) != 2:
+    w_hh_shape = w_hh.shape if w_hh.__class__ is np.ndarray else np.shape(w_hh)
+    if x.ndim != 3 or len(w_hh_shape) != 2:
         raise ValueError(f"x: expected [T,B,I] and w_hh [G*H,H], got shapes "
-                         f"{_shape(x.shape)} and {_shape(np.shape(w_hh))}")
+                         f"{_shape(x.shape)} and {_shape(w_hh_shape)}")
     if w_ih is None:
         raise ValueError("w_ih: expected an array, got None")
     if (b_ih is None) != (b_hh is None):
         raise ValueError("b_ih, b_hh: expected both arrays or both None")
     T, B, I = x.shape
-    H = np.shape(w_hh)[1]
+    H = w_hh_shape[1]
     GH = _GATES[cell] * H
     ctype, dtype = _CTYPE[sfx], x.dtype
     ptrs = [_pointer(ctype, dtype, "x", x, (T, B, I))]

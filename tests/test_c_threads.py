@@ -1,6 +1,6 @@
-"""The C kernels' thread team: a forked child can use it, and the sanitizer job (AddressSanitizer
-and UndefinedBehaviorSanitizer on every instruction-set path, ThreadSanitizer on the team) runs
-clean. Bit-identity across thread counts and concurrent calls are in test_c_kernels.py."""
+"""The C kernels' thread team: a forked child still runs the kernels, and the sanitizer job
+(AddressSanitizer and UndefinedBehaviorSanitizer on every instruction-set path) runs clean.
+Bit-identity across thread counts and concurrent calls are in test_c_kernels.py."""
 
 import os
 import shutil
@@ -34,7 +34,7 @@ def test_a_forked_child_runs_the_team(two_threads):
     expected = model(x)[0]  # the parent's team now exists
     read, write = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: its copy of the team has no workers until it starts its own
+    if pid == 0:  # the child runs on one thread: GNU OpenMP cannot start a team after a fork
         try:
             ok = np.array_equal(model(x)[0], expected)
             os.write(write, b"ok" if ok else b"mismatch")
