@@ -113,6 +113,17 @@ def bench(benchmark, run, group, **info):
     benchmark.pedantic(run, rounds=rounds, iterations=1, warmup_rounds=1)
 
 
+def bench_case(benchmark, kind, impl, cell, shape, dtype_name, train):
+    """One benchmark of the table ``kind`` ("grid", "lengths", "float64"); an impl ending in
+    "-lengths" runs the spread lengths of ``problem``."""
+    run = make_run(impl.split("-")[0], cell, shape, dtype_name, train, impl.endswith("lengths"))
+    T, B, I, H = shape
+    prefix = "" if kind == "grid" else f"{kind} "
+    bench(benchmark, run, f"{prefix}{cell} {shape_id(shape)} {'fwdbwd' if train else 'fwd'}",
+          kind=kind, impl=impl, cell=cell, shape=list(shape), dtype=dtype_name, train=train,
+          flops=flops(cell, T * B, I, H, train))
+
+
 @pytest.fixture(autouse=True, scope="module")
 def two_threads():
     before = _c.info()["threads"]
@@ -129,23 +140,14 @@ IMPLS = ["c", "torch", "numpy"]
 @pytest.mark.parametrize("shape", GRID, ids=shape_id)
 @pytest.mark.parametrize("cell", list(CELLS))
 def test_grid(benchmark, cell, shape, train, impl):
-    run = make_run(impl, cell, shape, "float32", train, False)
-    T, B, I, H = shape
-    bench(benchmark, run, f"{cell} {shape_id(shape)} {'fwdbwd' if train else 'fwd'}",
-          kind="grid", impl=impl, cell=cell, shape=list(shape), dtype="float32", train=train,
-          flops=flops(cell, T * B, I, H, train))
+    bench_case(benchmark, "grid", impl, cell, shape, "float32", train)
 
 
 @pytest.mark.parametrize("impl", ["c", "c-lengths", "torch", "torch-lengths"])
 @pytest.mark.parametrize("train", [False, True], ids=["fwd", "fwdbwd"])
 @pytest.mark.parametrize("cell", list(CELLS))
 def test_lengths_against_padded(benchmark, cell, train, impl):
-    shape = LENGTHS_SHAPE
-    run = make_run(impl.split("-")[0], cell, shape, "float32", train, impl.endswith("lengths"))
-    T, B, I, H = shape
-    bench(benchmark, run, f"lengths {cell} {shape_id(shape)} {'fwdbwd' if train else 'fwd'}",
-          kind="lengths", impl=impl, cell=cell, shape=list(shape), dtype="float32", train=train,
-          flops=flops(cell, T * B, I, H, train))
+    bench_case(benchmark, "lengths", impl, cell, LENGTHS_SHAPE, "float32", train)
 
 
 @pytest.mark.parametrize("impl", ["c", "torch"])
@@ -153,11 +155,7 @@ def test_lengths_against_padded(benchmark, cell, train, impl):
 @pytest.mark.parametrize("shape", GRID, ids=shape_id)
 @pytest.mark.parametrize("cell", list(CELLS))
 def test_float64(benchmark, cell, shape, train, impl):
-    run = make_run(impl, cell, shape, "float64", train, False)
-    T, B, I, H = shape
-    bench(benchmark, run, f"float64 {cell} {shape_id(shape)} {'fwdbwd' if train else 'fwd'}",
-          kind="float64", impl=impl, cell=cell, shape=list(shape), dtype="float64", train=train,
-          flops=flops(cell, T * B, I, H, train))
+    bench_case(benchmark, "float64", impl, cell, shape, "float64", train)
 
 
 def make_run(impl, cell, shape, dtype_name, train, with_lengths):

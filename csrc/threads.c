@@ -25,12 +25,15 @@
 #define PYRNN_TEAM 0
 #endif
 
+#if PYRNN_TEAM
+#include <sched.h>
+#include <time.h>
+#endif
 #if PYRNN_TEAM && defined(__linux__)
 #define PYRNN_FUTEX 1
 #include <limits.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 #else
 #define PYRNN_FUTEX 0
@@ -109,14 +112,11 @@ static int team_size(int nth)
     pthread_once(&atfork_once, register_atfork);
     return atomic_load_explicit(&in_forked_child, memory_order_relaxed) ? 1 : nth;
 }
-#endif
-
-#if PYRNN_FUTEX
 
 /* How long a waiting thread spins before it sleeps. */
 #define SPIN_NS 5000
 
-/* ---- waiting on a 32-bit word: spin, then futex ---- */
+/* ---- waiting on a 32-bit word: spin, then sleep on a futex (elsewhere than Linux: yield) ---- */
 
 struct word {
     atomic_uint value;
@@ -149,20 +149,26 @@ static void wait_change(struct word *w, unsigned old)
         if (atomic_load_explicit(&w->value, memory_order_acquire) != old) return;
         if (i % 64 == 0 && now_ns() > deadline) break;
     }
+#if PYRNN_FUTEX
     atomic_fetch_add(&w->sleepers, 1);
     /* the kernel re-checks value == old before sleeping, so a change made after the
      * sleepers increment is never missed (both sides are sequentially consistent) */
     while (atomic_load(&w->value) == old)
         syscall(SYS_futex, &w->value, FUTEX_WAIT_PRIVATE, old, NULL, NULL, 0);
     atomic_fetch_sub(&w->sleepers, 1);
+#else
+    while (atomic_load(&w->value) == old) sched_yield();
+#endif
 }
 
 /* w->value += 1 (release), waking every sleeper. */
 static void bump(struct word *w)
 {
     atomic_fetch_add(&w->value, 1);
+#if PYRNN_FUTEX
     if (atomic_load(&w->sleepers) > 0)
         syscall(SYS_futex, &w->value, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+#endif
 }
 
 /* One team's barrier, on the stack of the thread that started the team; each member finds it
@@ -202,26 +208,6 @@ void pyrnn_team(int nth, void (*body)(void *ctx, int tid, int nth), void *ctx)
         body(ctx, omp_get_thread_num(), omp_get_num_threads());
         current_barrier = outer;
     }
-}
-
-#elif PYRNN_TEAM
-
-void pyrnn_barrier(int nth)
-{
-    if (nth > 1) {
-#pragma omp barrier
-    }
-}
-
-void pyrnn_team(int nth, void (*body)(void *ctx, int tid, int nth), void *ctx)
-{
-    nth = team_size(nth);
-    if (nth <= 1) {
-        body(ctx, 0, 1);
-        return;
-    }
-#pragma omp parallel num_threads(nth)
-    body(ctx, omp_get_thread_num(), omp_get_num_threads());
 }
 
 #else
