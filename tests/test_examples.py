@@ -1,7 +1,6 @@
 """Every example runs with --quick, reaches its thresholds and says what it reached; untrained,
 the examples that train must miss their thresholds and exit non-zero."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,15 +27,9 @@ TRAINING = [name for name in KEY_LINES
             if name not in ("vanishing_gradients", "sequential_vs_batched")]
 
 
-# The examples' shapes are small, and a kernel thread team waits for its slowest member at every
-# step: on a busy 2-core machine that costs far more than a second thread gains. The kernels give
-# identical bits for any thread count, so this changes no result.
-ENV = {**os.environ, "PYRNN_NUM_THREADS": "1"}
-
-
 def run_example(name, *args, cwd):
     return subprocess.run([sys.executable, str(EXAMPLES / f"{name}.py"), "--quick", *args],
-                          capture_output=True, text=True, timeout=300, cwd=cwd, env=ENV)
+                          capture_output=True, text=True, timeout=300, cwd=cwd)
 
 
 def test_every_example_is_tested():
