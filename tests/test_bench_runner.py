@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import pyrnn
-from pyrnn.bench import contenders, grids, plan
+from pyrnn.bench import cli, contenders, grids, plan
 from pyrnn.bench.__main__ import main
 from pyrnn.bench.check import compare, rel_error
 from pyrnn.bench.progress import Progress
@@ -310,8 +310,6 @@ def test_summarize_quartiles():
 
 
 def test_default_backends_time_numpy_beyond_quick_only_without_a_compiled_one(monkeypatch):
-    from pyrnn.bench import cli
-
     torch = ("torch",) if HAS_TORCH else ()
     monkeypatch.setattr(pyrnn, "available_backends", lambda: ["c", "numpy"])
     assert cli.default_backends("quick") == ("numpy", "c") + torch
@@ -329,3 +327,15 @@ def test_interleaved_timing_cycles_each_runner_through_its_units():
     assert [s.samples for s in stats] == [4, 4]
     assert seen == [[0, 1, 2, 3], [0, 1, 2, 3]]
     assert all(s.units_per_sample == 1 and s.median >= 0 for s in stats)
+
+
+def test_a_missing_c_backend_is_said(monkeypatch):
+    reason = "ModuleNotFoundError: No module named 'pyrnn._pyrnn_c'"
+    real = cli.why_unavailable
+    monkeypatch.setattr(cli, "why_unavailable",
+                        lambda name: reason if name == "c" else real(name))
+    code, _, stderr = run_main(["--quick", "--shapes", "3x1x2x2", "--cells", "rnn",
+                                "--backends", "numpy", "--threads", "1"])
+    assert code == 0
+    assert f"the C backend is not available here ({reason})" in stderr
+    assert "pip install -e ." in stderr

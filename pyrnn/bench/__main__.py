@@ -16,6 +16,12 @@ def main(argv: list[str] | None = None) -> int:
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     settings = cli.parse_args(argv)
+    why_no_c = cli.why_unavailable("c")
+    if why_no_c is not None:
+        print(f"pyrnn.bench: the C backend is not available here ({why_no_c}). If this runs in "
+              f"a pyrnn checkout after a plain `pip install .`, the checkout's unbuilt pyrnn/ "
+              f"shadows the installed package: use `pip install -e .`, or run from another "
+              f"directory.", file=sys.stderr)
     progress = Progress(plan.count_configs(settings))
     try:
         outcome = runner.run(settings, progress)

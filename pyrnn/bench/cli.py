@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _available(name: str) -> str | None:
+def why_unavailable(name: str) -> str | None:
     """None when the backend can run here, else why not."""
     if name == "torch":
         return None if torch_version() is not None else "PyTorch is not installed"
@@ -126,7 +126,7 @@ def _available(name: str) -> str | None:
 def default_backends(mode: str) -> tuple[str, ...]:
     """Every backend available here; beyond --quick, the NumPy reference only when nothing
     compiled is there (it still checks every result; timing it on large shapes takes long)."""
-    available = tuple(b for b in (*PYRNN_BACKENDS, "torch") if _available(b) is None)
+    available = tuple(b for b in (*PYRNN_BACKENDS, "torch") if why_unavailable(b) is None)
     compiled = any(b in available for b in ("c", "cuda"))
     if mode != "quick" and compiled:
         return tuple(b for b in available if b != "numpy")
@@ -140,9 +140,9 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     mode = "quick" if args.quick else "full" if args.full else "default"
     backends = default_backends(mode) if args.backends is None else args.backends
     for name in backends:
-        why = _available(name)
+        why = why_unavailable(name)
         if why is not None:
-            available = [b for b in BACKENDS if _available(b) is None]
+            available = [b for b in BACKENDS if why_unavailable(b) is None]
             parser.error(f"--backends: {name!r} is not available here ({why}); available: "
                          f"{', '.join(available)}")
     if args.out is not None and args.out.exists() and not args.out.is_dir():
