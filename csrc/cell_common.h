@@ -53,6 +53,12 @@ static inline int64_t FN(block_at)(int64_t u0, int64_t u1, int64_t s, int64_t i)
     return (s & 1) ? u1 - 1 - i : u0 + i;
 }
 
+/* The block visited after the i-th one of [u0, u1) in step s's order; -1 after the last. */
+static inline int64_t FN(next_block)(int64_t u0, int64_t u1, int64_t s, int64_t i)
+{
+    return i + 1 < u1 - u0 ? FN(block_at)(u0, u1, s, i + 1) : -1;
+}
+
 /* The block the thread visits after the ui-th one of step s (in block_at's order), and its step
  * t (visiting step s maps to t = step_at(T, rev, s)); -1 after the very last. The cells
  * prefetch, row by row, what that visit reads: a block ahead is soon enough, and late enough
@@ -60,10 +66,8 @@ static inline int64_t FN(block_at)(int64_t u0, int64_t u1, int64_t s, int64_t i)
 static inline int64_t FN(next_visit)(int64_t T, int rev, int64_t u0, int64_t u1, int64_t s,
                                      int64_t ui, int64_t *u)
 {
-    if (ui + 1 < u1 - u0) {
-        *u = FN(block_at)(u0, u1, s, ui + 1);
-        return FN(step_at)(T, rev, s);
-    }
+    *u = FN(next_block)(u0, u1, s, ui);
+    if (*u >= 0) return FN(step_at)(T, rev, s);
     if (s + 1 < T) {
         *u = FN(block_at)(u0, u1, s + 1, 0);
         return FN(step_at)(T, rev, s + 1);
@@ -106,13 +110,15 @@ static inline int FN(loop_threads)(int G, int64_t B, int64_t H, int64_t nblk)
 /* One pair q of unit blocks through a product with one vector per block:
  *     acc[q][b][0 : 2*VW] = sum_{k<K} aT[k*B + b] * panels[q][k0 + k][0 : 2*VW]
  * aT: [K,B]; panels: [npairs][ktot][2*VW] pair panels, used from row k0;
- * acc: [npairs][B][2*VW]; rows over at step t are skipped (recur_tile). */
+ * acc: [npairs][B][2*VW]; rows over at step t are skipped; pair next_q's panel (-1: none) is
+ * brought into L2 meanwhile (recur_tile). */
 static inline void FN(pair_product)(int64_t B, int64_t K, const real *aT, const real *panels,
-                                    int64_t ktot, int64_t k0, int64_t q, real *acc,
-                                    const int64_t *lengths, int64_t t)
+                                    int64_t ktot, int64_t k0, int64_t q, int64_t next_q,
+                                    real *acc, const int64_t *lengths, int64_t t)
 {
     const int64_t w = 2 * VW;
-    FN(recur_tile)(B, 2, K, aT, panels + (q * ktot + k0) * w, acc + q * B * w, lengths, t);
+    FN(recur_tile)(B, 2, K, aT, panels + (q * ktot + k0) * w, acc + q * B * w, lengths, t,
+                   next_q < 0 ? NULL : panels + (next_q * ktot + k0) * w);
 }
 
 /* The end of every backward step: for the pairs [q0, q1) a thread owns (in step s's order),
@@ -126,7 +132,8 @@ static void FN(dh_update)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c, int64_t t
     const int64_t B = c->B, H = c->H;
     for (int64_t qi = 0; qi < q1 - q0; qi++) {
         const int64_t q = FN(block_at)(q0, q1, s, qi);
-        FN(pair_product)(B, K, dgT, panels, ktot, 0, q, acc, c->lengths, t);
+        FN(pair_product)(B, K, dgT, panels, ktot, 0, q, FN(next_block)(q0, q1, s, qi), acc,
+                         c->lengths, t);
         for (int64_t u = 2 * q; u < 2 * q + 2 && u < nblk; u++) {
             const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
             const real *a = acc + q * B * 2 * VW + (u - 2 * q) * VW;

@@ -27,6 +27,7 @@ const struct PYRNN_CAT(pyrnn_kernels_, SFX) TABLE = {
 #undef VI
 #undef MR_FOR
 #undef MV_SPLIT
+#undef RECUR_PANEL_BYTES
 #undef GEMM_KC
 #undef GEMM_NV
 #undef GEMM_NR

@@ -119,7 +119,9 @@ static void FN(lstm_forward_team)(void *vctx, int tid, int nth)
             const int64_t u = FN(block_at)(u0, u1, s, ui);
             const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
             real *gh = acc + u * B * G * VW;  /* [B][i,f,g,o][VW] h_prev @ w_hh^T */
-            FN(recur_tile)(B, G, H, hT_prev, wpack + u * H * G * VW, gh, c->lengths, t);
+            const int64_t nu = FN(next_block)(u0, u1, s, ui);
+            FN(recur_tile)(B, G, H, hT_prev, wpack + u * H * G * VW, gh, c->lengths, t,
+                           nu < 0 ? NULL : wpack + nu * H * G * VW);
             V scratch;  /* where tanh(c) goes when it is not kept */
             struct FN(lstm_rows) rw = {
                 .lengths = c->lengths, .t = t, .gates = gates + t * B * G * H + ju, .gh = gh,
