@@ -21,6 +21,9 @@ static inline int64_t pyrnn_hpad(int64_t H)
     return (H + PYRNN_HPAD - 1) / PYRNN_HPAD * PYRNN_HPAD;
 }
 
+/* The GEMMs' K block: the workspace holds B packed for one K block (workspace.c sizes it). */
+#define PYRNN_GEMM_KC 256
+
 /* ---- instruction sets (cpu.c) ---- */
 enum pyrnn_isa { PYRNN_ISA_GENERIC = 0, PYRNN_ISA_AVX2 = 1, PYRNN_ISA_AVX512 = 2 };
 /* The best instruction set this CPU and PYRNN_DISABLE_CPU_FEATURES allow; decided once. */

@@ -251,8 +251,10 @@ static void FN(pack_panels)(const real *w, int64_t K, int64_t H, int64_t width, 
  * Per K block of GEMM_KC: the team packs B into panels [KC][NR] in `bpack` (shared, at least
  * GEMM_KC * roundup(N, 32) reals), one barrier, then every thread packs its own A blocks
  * [MC x KC] on its stack and runs the micro-kernel over them. Threads share N panels (or M
- * blocks when there are more of those); the split never changes any element's arithmetic. */
-#define GEMM_KC 128
+ * blocks when there are more of those); the split never changes any element's arithmetic.
+ * KC = 256 rather than 128 halves the passes over C (one per K block): large GEMMs went from
+ * 75-93 to 92-117 GFLOP/s on one core; A blocks stay 48 KiB, a small part of a thread's stack. */
+#define GEMM_KC PYRNN_GEMM_KC
 #define GEMM_NV 2
 #define GEMM_NR (GEMM_NV * VW)
 #define GEMM_MR MR_FOR(GEMM_NV)
