@@ -27,7 +27,7 @@ static void FN(transpose_rows)(const real *src, int64_t lds, int64_t B, int64_t 
     int64_t b0 = 0;
     if (n == VW)
         for (; b0 + VW <= B; b0 += VW)
-            FN(transpose_block)(src + b0 * lds, lds, dT + j0 * B + b0, B);
+            FN(transpose_tile)(src + b0 * lds, lds, VW, dT + j0 * B + b0, B, VW);
     for (; b0 < B; b0++)
         for (int64_t j = 0; j < n; j++) dT[(j0 + j) * B + b0] = src[b0 * lds + j];
 }

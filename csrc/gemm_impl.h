@@ -177,13 +177,15 @@ static const ireal FN(tr_hi)[4][16] = {TR_ROW(TR_HI, 1), TR_ROW(TR_HI, 2), TR_RO
 #undef TR_HI
 #undef TR_ROW
 
-/* dst[k*ldd + j] = src[j*lds + k] for j, k < VW: one VW x VW block transposed in registers,
- * log2(VW) rounds of two-vector shuffles (row pairs b apart swap their off-diagonal halves). */
-static inline void FN(transpose_block)(const real *src, int64_t lds, real *dst, int64_t ldd)
+/* dst[k*ldd + j] = j < rows ? src[j*lds + k] : 0 for k < VW, j < n: a VW x VW block whose rows
+ * past `rows` (<= VW) are zeros, transposed in registers by log2(VW) rounds of two-vector
+ * shuffles (row pairs b apart swap their off-diagonal halves); n (<= VW) columns are stored. */
+static inline __attribute__((always_inline)) void FN(transpose_tile)(
+    const real *src, int64_t lds, int64_t rows, real *dst, int64_t ldd, int64_t n)
 {
     V r[VW];
 #pragma GCC unroll 16
-    for (int j = 0; j < VW; j++) r[j] = FN(vload)(src + j * lds);
+    for (int j = 0; j < VW; j++) r[j] = j < rows ? FN(vload)(src + j * lds) : FN(vdup)(0);
 #pragma GCC unroll 4
     for (int round = 0, b = 1; b < VW; round++, b *= 2) {
         VI lo, hi;
@@ -198,7 +200,7 @@ static inline void FN(transpose_block)(const real *src, int64_t lds, real *dst, 
             }
     }
 #pragma GCC unroll 16
-    for (int k = 0; k < VW; k++) FN(vstore)(dst + k * ldd, r[k]);
+    for (int k = 0; k < VW; k++) FN(vstore_n)(dst + k * ldd, r[k], n);
 }
 
 /* dst[k*ldd + j] = j < rows ? src[j*lds + k] : 0 for j < VW, k < K: a strip of `rows` (<= VW)
@@ -207,8 +209,7 @@ static void FN(transpose_strip)(const real *src, int64_t lds, int64_t rows, int6
                                 int64_t ldd)
 {
     int64_t k = 0;
-    if (rows == VW)
-        for (; k + VW <= K; k += VW) FN(transpose_block)(src + k, lds, dst + k * ldd, ldd);
+    for (; k + VW <= K; k += VW) FN(transpose_tile)(src + k, lds, rows, dst + k * ldd, ldd, VW);
     for (; k < K; k++)
         for (int64_t j = 0; j < VW; j++) dst[k * ldd + j] = j < rows ? src[j * lds + k] : 0;
 }
@@ -272,20 +273,38 @@ struct FN(gemm) {
     real *bpack;
 };
 
+/* A's block [m0, m0+mc) x [k0, k0+kc) into micro-panels [kc][GEMM_MR] of GEMM_MR rows (the last
+ * may have fewer; its other lanes are not read). Whole micro-panels take vector paths with
+ * constant sizes: rows of A (csa 1) transposed VW x VW at a time, columns of A (rsa 1) copied
+ * a k at a time across the block, so each line of A is read once. */
 static void FN(pack_a)(const struct FN(gemm) *g, int64_t m0, int64_t mc, int64_t k0,
                        int64_t kc, real *out)
 {
+    if (g->rsa == 1) {
+        for (int64_t k = 0; k < kc; k++) {
+            const real *src = g->A + m0 + (k0 + k) * g->csa;
+            int64_t i0 = 0;
+            for (; i0 + GEMM_MR <= mc; i0 += GEMM_MR)
+                for (int i = 0; i < GEMM_MR; i++) out[i0 * kc + k * GEMM_MR + i] = src[i0 + i];
+            for (int64_t i = 0; i0 + i < mc; i++) out[i0 * kc + k * GEMM_MR + i] = src[i0 + i];
+        }
+        return;
+    }
     for (int64_t i0 = 0; i0 < mc; i0 += GEMM_MR) {
         const int64_t mr = mc - i0 < GEMM_MR ? mc - i0 : GEMM_MR;
         real *o = out + i0 * kc;  /* micro-panel [kc][GEMM_MR] */
         const real *src = g->A + (m0 + i0) * g->rsa + k0 * g->csa;
-        if (g->csa == 1) {
-            for (int64_t i = 0; i < mr; i++)
-                for (int64_t k = 0; k < kc; k++) o[k * GEMM_MR + i] = src[i * g->rsa + k];
-        } else {
-            for (int64_t k = 0; k < kc; k++)
-                for (int64_t i = 0; i < mr; i++) o[k * GEMM_MR + i] = src[i * g->rsa + k * g->csa];
-        }
+        int64_t k = 0;
+        if (mr == GEMM_MR && g->csa == 1)
+            for (; k + VW <= kc; k += VW)
+#pragma GCC unroll 2
+                for (int j = 0; j < GEMM_MR; j += VW) {
+                    const int n = GEMM_MR - j < VW ? GEMM_MR - j : VW;
+                    FN(transpose_tile)(src + j * g->rsa + k, g->rsa, n, o + k * GEMM_MR + j,
+                                       GEMM_MR, n);
+                }
+        for (; k < kc; k++)
+            for (int64_t i = 0; i < mr; i++) o[k * GEMM_MR + i] = src[i * g->rsa + k * g->csa];
     }
 }
 

@@ -41,6 +41,7 @@ CASES = [
     (3, 4, 1, 16, False, "none", True, True),         # I = 1, H a whole vector
     (2, 5, 300, 260, False, "spread", True, True),    # a few hundred
     (3, 7, 130, 1, True, "spread", False, True),      # H = 1
+    (40, 9, 24, 40, True, "spread", True, True),      # T*B past the GEMMs' K and M blocks
 ]
 
 
