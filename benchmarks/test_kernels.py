@@ -36,6 +36,7 @@ GRID = [(100, 1, 32, 64), (200, 16, 64, 128), (100, 32, 128, 256), (50, 64, 512,
 CELLS = {"rnn": {"relu": False}, "lstm": {}, "gru": {"reset_after": True}}
 LENGTHS_SHAPE = (100, 32, 128, 256)
 SECONDS_PER_BENCHMARK = 2.0
+SETTLE_SECONDS = 0.5
 
 
 def shape_id(shape) -> str:
@@ -103,7 +104,12 @@ def check(run, cell, shape, dtype_name, train, with_lengths):
 
 def bench(benchmark, run, group, **info):
     """Time ``run`` with pytest-benchmark for about SECONDS_PER_BENCHMARK; medians go into the
-    table of RESULTS.md."""
+    table of RESULTS.md.
+
+    It first waits SETTLE_SECONDS: the previous contender's idle threads keep spinning on the
+    cores for a while after its last call (OpenBLAS's, behind the NumPy reference, for about
+    0.1 s), and would slow whichever contender comes next."""
+    time.sleep(SETTLE_SECONDS)
     start = time.perf_counter()
     run()
     once = time.perf_counter() - start
