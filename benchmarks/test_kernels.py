@@ -7,7 +7,7 @@ pyrnn is timed through its backend function table (pyrnn._c / pyrnn.ref, what th
 PyTorch through nn.RNN/LSTM/GRU. Also: lengths with a spread against the padded run, float64.
 
     python -m pytest benchmarks/test_kernels.py --benchmark-only --benchmark-json=kernels.json
-    python benchmarks/test_kernels.py kernels.json > table.md   # the table of RESULTS.md
+    python benchmarks/test_kernels.py kernels.json [run2.json ...] > table.md   # RESULTS.md's
 
 Timing targets live in RESULTS.md, never in assertions; each benchmark only checks first that
 its pyrnn result matches the reference (float32 1e-4, float64 1e-10 relative).
@@ -199,32 +199,47 @@ TABLES = [  # kind, title, implementations timed, ratio columns (name, slower, f
 ]
 
 
-def table(path: str) -> str:
-    """Markdown tables of the medians in a pytest-benchmark JSON file of this suite."""
+def medians(path: str) -> dict:
+    """(kind, cell, shape, dtype, train) -> impl -> (median seconds, FLOPs) of one JSON file."""
     med = {}
     for r in json.load(open(path))["benchmarks"]:
         e = r["extra_info"]
         key = (e["kind"], e["cell"], tuple(e["shape"]), e["dtype"], e["train"])
         med.setdefault(key, {})[e["impl"]] = (r["stats"]["median"], e["flops"])
+    return med
+
+
+def table(*paths: str) -> str:
+    """Markdown tables of the medians in pytest-benchmark JSON files of this suite; with several
+    files (runs), each cell gives every run's value, "a / b" (this machine is noisy)."""
+    runs = [medians(p) for p in paths]
+
+    def joined(ms, fmt) -> str:
+        return " / ".join(fmt(m) for m in ms)
+
     lines = []
     for kind, title, impls, ratios in TABLES:
         lines += [f"### {title}", "",
                   "| cell | T | B | I | H | pass | " + " | ".join(f"{i} ms" for i in impls)
                   + " | C GFLOP/s | C % of FMA peak | " + " | ".join(r[0] for r in ratios)
                   + " |", "|" + "---|" * (6 + len(impls) + 2 + len(ratios))]
-        rows = sorted((k, m) for k, m in med.items() if k[0] == kind)
-        rows.sort(key=lambda km: (list(CELLS).index(km[0][1]), km[0][2][1], km[0][4]))
-        for (_, cell, shape, dtype, train), m in rows:
-            c_time, fl = m["c"]
-            gf = fl / c_time / 1e9
+        keys = sorted(k for k in runs[0] if k[0] == kind and all(k in r for r in runs))
+        keys.sort(key=lambda k: (list(CELLS).index(k[1]), k[2][1], k[4]))
+        for key in keys:
+            _, name, shape, dtype, train = key
+            ms = [r[key] for r in runs]
+            gflops = [m["c"][1] / m["c"][0] / 1e9 for m in ms]
             lines.append(
-                f"| {cell} | {' | '.join(map(str, shape))} | {'fwd+bwd' if train else 'fwd'} | "
-                + " | ".join(f"{m[i][0] * 1e3:.3f}" if i in m else "" for i in impls)
-                + f" | {gf:.1f} | {100 * gf / fma_peak(dtype):.0f}% | "
-                + " | ".join(ratio(m, slow, fast) for _, slow, fast in ratios) + " |")
+                f"| {name} | {' | '.join(map(str, shape))} | {'fwd+bwd' if train else 'fwd'} | "
+                + " | ".join(joined(ms, lambda m, i=i: f"{m[i][0] * 1e3:.3f}" if i in m else "")
+                             for i in impls)
+                + " | " + " / ".join(f"{g:.1f}" for g in gflops) + " | "
+                + " / ".join(f"{100 * g / fma_peak(dtype):.0f}%" for g in gflops) + " | "
+                + " | ".join(joined(ms, lambda m, r=r: ratio(m, r[1], r[2])) for r in ratios)
+                + " |")
         lines.append("")
     return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    print(table(sys.argv[1]))
+    print(table(*sys.argv[1:]))
