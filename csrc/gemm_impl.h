@@ -114,16 +114,16 @@ static void FN(mv)(int nv, int64_t K, const real *a, const real *b, int64_t ldb,
 /* The recurrent product of one unit-block tile for the whole batch:
  *     acc[b][0 : nv*VW] = sum_{k<K} aT[k*B + b] * panel[k][0 : nv*VW]
  * aT: [K,B] a transposed state (or gate gradient); panel: [K][nv*VW] packed weights;
- * acc: [B][nv*VW]; next: the panel the caller works on after this one, or NULL. K goes in as
- * few even chunks as keep a chunk of the panel within RECUR_PANEL_BYTES (a part of L2), and all
- * row blocks pass over a chunk while it is there, so the panel comes from memory once a step
- * and sums go through memory once a chunk. Meanwhile the micro-kernels bring `next` into L2, a
- * share per tile: weights larger than L2 arrive from memory one panel ahead, not on demand
- * (LSTM 50x64x8x1024 forward on one thread: 375-386 ms without, 328-342 ms with). (Chunks
- * sized for L1 with row blocks in groups of four were measured slower: 73-86% of the FMA peak
- * against 83-93% with cache-hot panels, and 54% against 78% when K is 4096; so was software
- * prefetching.) Row blocks are as even as they can be: a short last block pays a whole tile's
- * loads and stores for little work (B=32 in blocks of up to 6 rows: 5,5,6,5,5,6).
+ * acc: [B][nv*VW]; next: the panel the caller works on after this one, or NULL.
+ * K goes in as few even chunks as keep a chunk of the panel within RECUR_PANEL_BYTES (a part of
+ * L2), and all row blocks pass over a chunk while it is there, so the panel comes from memory
+ * once a step and the sums go through memory once a chunk. Chunks sized for L1 with row blocks
+ * in groups of four were slower: 73-86% of one core's FMA peak against 83-93% (cache-hot
+ * panels), 54% against 78% at K = 4096. Meanwhile the micro-kernels bring `next` into L2, a
+ * share per tile, so weights larger than L2 arrive one panel ahead rather than on demand (LSTM
+ * 50x64x8x1024 forward on one thread: 375-386 ms without, 328-342 ms with). Row blocks are as
+ * even as they can be: a short last block pays a whole tile's loads and stores for little work
+ * (B=32 in blocks of up to 6 rows: 5,5,6,5,5,6, not 6,6,6,6,6,2).
  * Rows whose sequence is over at step t (t >= lengths[b]; lengths NULL: none) do not need the
  * product: a row block made only of those gets zeros instead, so lengths with a spread cost
  * less than the padded run. */
