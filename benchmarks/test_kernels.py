@@ -8,6 +8,7 @@ PyTorch through nn.RNN/LSTM/GRU. Also: lengths with a spread against the padded 
 
     python -m pytest benchmarks/test_kernels.py --benchmark-only --benchmark-json=kernels.json
     python benchmarks/test_kernels.py kernels.json [run2.json ...] > table.md   # RESULTS.md's
+    python benchmarks/test_kernels.py --interleaved   # C and PyTorch in alternating blocks
 
 Timing targets live in RESULTS.md, never in assertions; each benchmark only checks first that
 its pyrnn result matches the reference (float32 1e-4, float64 1e-10 relative).
@@ -28,6 +29,8 @@ import pyrnn
 from pyrnn import ref
 from pyrnn.bench.contenders import Call, TorchContender, reference_layer, torch_version
 from pyrnn.bench.plan import flops
+
+from _timing import alternating_medians
 
 _c = pytest.importorskip("pyrnn._c", reason="the C extension is not built")
 
@@ -241,5 +244,34 @@ def table(*paths: str) -> str:
     return "\n".join(lines)
 
 
+# ---- C against PyTorch in alternating blocks (ratios that the machine's drift cannot skew) ----
+
+def interleaved(rounds: int = 8, block_seconds: float = 0.1) -> str:
+    """The float32 grid, C and PyTorch timed in ``rounds`` alternating blocks of about
+    ``block_seconds`` each; a Markdown table of the medians and their ratio."""
+    pyrnn.set_num_threads(THREADS)
+    lines = ["| cell | T | B | I | H | pass | c ms | torch ms | C vs torch |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for cell in CELLS:
+        for shape in GRID:
+            for train in (False, True):
+                runs = [make_run(impl, cell, shape, "float32", train, False)
+                        for impl in ("c", "torch")]
+                once = []
+                for run in runs:
+                    start = time.perf_counter()
+                    run()
+                    once.append(time.perf_counter() - start)
+                block = max(1, round(block_seconds / max(once)))
+                c_s, torch_s = alternating_medians(runs, rounds * block, block)
+                lines.append(f"| {cell} | {' | '.join(map(str, shape))} | "
+                             f"{'fwd+bwd' if train else 'fwd'} | {c_s * 1e3:.3f} | "
+                             f"{torch_s * 1e3:.3f} | {torch_s / c_s:.2f}x |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    print(table(*sys.argv[1:]))
+    if sys.argv[1:] == ["--interleaved"]:
+        print(interleaved())
+    else:
+        print(table(*sys.argv[1:]))

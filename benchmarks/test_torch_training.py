@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
-import time
 
 import pytest
 import torch
@@ -25,6 +23,7 @@ from torch import nn
 
 import pyrnn
 import pyrnn.torch
+from _timing import alternating_medians
 
 T, I, H = 50, 32, 128
 CELLS = {"LSTM": nn.LSTM, "GRU": nn.GRU}
@@ -117,24 +116,6 @@ def test_training_step(benchmark, contender, cell, batch, fused_adam):
     benchmark.pedantic(step, rounds=30, warmup_rounds=3)
 
 
-def median_step_ms(steps, rounds: int, block: int = 10) -> list[float]:
-    """Median ms per step of each callable over ``rounds`` steps, taken in alternating blocks.
-
-    Alternating spreads the machine's load drift over both contenders; blocks (rather than
-    single steps) keep one contender's idle thread pool, still spinning after its last call,
-    from landing on the other's first measured step.
-    """
-    times = [[] for _ in steps]
-    for _ in range(0, rounds, block):
-        for k, step in enumerate(steps):
-            step()  # not timed: the switch from the other contender
-            for _ in range(block):
-                start = time.perf_counter()
-                step()
-                times[k].append(time.perf_counter() - start)
-    return [1e3 * statistics.median(t) for t in times]
-
-
 def main(rounds: int = 50) -> None:
     info = pyrnn.backend_info()
     backend = info["auto"]
@@ -157,7 +138,7 @@ def main(rounds: int = 50) -> None:
                 for step in steps:  # warm up
                     for _ in range(3):
                         step()
-                ref_ms, our_ms, free_ms = median_step_ms(steps, rounds)
+                ref_ms, our_ms, free_ms = (1e3 * m for m in alternating_medians(steps, rounds))
                 print(f"| {cell} | {batch} | {'Adam(fused=True)' if fused else 'Adam()'} | "
                       f"{ref_ms:.2f} | {our_ms:.2f} | {ref_ms / our_ms:.2f}x | {free_ms:.2f} | "
                       f"{ref_ms / free_ms:.2f}x |")
