@@ -217,8 +217,9 @@ def table(*paths: str) -> str:
     files (runs), each cell gives every run's value, "a / b" (this machine is noisy)."""
     runs = [medians(p) for p in paths]
 
-    def joined(ms, fmt) -> str:
-        return " / ".join(fmt(m) for m in ms)
+    def joined(ms, fmt) -> str:  # empty when no run has the value
+        parts = [fmt(m) for m in ms]
+        return " / ".join(parts) if any(parts) else ""
 
     lines = []
     for kind, title, impls, ratios in TABLES:

@@ -1,6 +1,7 @@
 """Time one C kernel call directly: forward (training) and forward+backward, min and median ms.
 
-    python benchmarks/time_kernel.py CELL T B I H [REPEATS]      # CELL: rnn, lstm or gru
+    python benchmarks/time_kernel.py CELL T B I H [REPEATS] [--only fwd|fwd+bwd]
+    # CELL: rnn, lstm or gru; --only times one pass (e.g. under `perf record`)
 
 The thread count comes from PYRNN_NUM_THREADS. RESULTS.md's measurements of the thread team on a
 busy machine use it next to `python -c "while True: pass" &` on one of the cores.
@@ -24,6 +25,7 @@ def main() -> None:
     parser.add_argument("cell", choices=list(GATES))
     parser.add_argument("sizes", type=int, nargs=4, metavar="T B I H")
     parser.add_argument("repeats", type=int, nargs="?", default=20)
+    parser.add_argument("--only", choices=["fwd", "fwd+bwd"], help="time this pass alone")
     args = parser.parse_args()
     cell, (T, B, I, H), G = args.cell, args.sizes, GATES[args.cell]
     rng = np.random.default_rng(0)
@@ -47,6 +49,8 @@ def main() -> None:
 
     parts = []
     for name, run in (("fwd", fwd), ("fwd+bwd", fwd_bwd)):
+        if args.only not in (None, name):
+            continue
         run()
         times = []
         for _ in range(args.repeats):

@@ -118,12 +118,13 @@ static void FN(mv)(int nv, int64_t K, const real *a, const real *b, int64_t ldb,
  * K goes in as few even chunks as keep a chunk of the panel within RECUR_PANEL_BYTES (a part of
  * L2), and all row blocks pass over a chunk while it is there, so the panel comes from memory
  * once a step and the sums go through memory once a chunk. Chunks sized for L1 with row blocks
- * in groups of four were slower: 73-86% of one core's FMA peak against 83-93% (cache-hot
- * panels), 54% against 78% at K = 4096. Meanwhile the micro-kernels bring `next` into L2, a
- * share per tile, so weights larger than L2 arrive one panel ahead rather than on demand (LSTM
- * 50x64x8x1024 forward on one thread: 375-386 ms without, 328-342 ms with). Row blocks are as
- * even as they can be: a short last block pays a whole tile's loads and stores for little work
- * (B=32 in blocks of up to 6 rows: 5,5,6,5,5,6, not 6,6,6,6,6,2).
+ * in groups of four were slower on cache-hot panels (benchmarks/kernel_parts.c `tile`, one core):
+ * 104-122 GFLOP/s against 118-132, 77 against 111 at K = 4096. Meanwhile the micro-kernels
+ * bring `next` into L2, a share per tile, so weights larger than L2 arrive one panel ahead
+ * rather than on demand (LSTM 50x64x8x1024 forward on one thread, benchmarks/time_kernel.py:
+ * 375-386 ms without, 328-342 ms with). Row blocks are as even as they can be: a short last
+ * block pays a whole tile's loads and stores for little work (B=32 in blocks of up to 6 rows:
+ * 5,5,6,5,5,6, not 6,6,6,6,6,2).
  * Rows whose sequence is over at step t (t >= lengths[b]; lengths NULL: none) do not need the
  * product: a row block made only of those gets zeros instead, so lengths with a spread cost
  * less than the padded run. */
@@ -254,7 +255,8 @@ static void FN(pack_panels)(const real *w, int64_t K, int64_t H, int64_t width, 
  * [MC x KC] on its stack and runs the micro-kernel over them. Threads share N panels (or M
  * blocks when there are more of those); the split never changes any element's arithmetic.
  * KC = 256 rather than 128 halves the passes over C (one per K block): large GEMMs went from
- * 75-93 to 92-117 GFLOP/s on one core; A blocks stay 48 KiB, a small part of a thread's stack. */
+ * 75-93 to 92-117 GFLOP/s on one core (benchmarks/kernel_parts.c `gemm`); A blocks stay
+ * 48 KiB, a small part of a thread's stack. */
 #define GEMM_KC PYRNN_GEMM_KC
 #define GEMM_NV 2
 #define GEMM_NR (GEMM_NV * VW)

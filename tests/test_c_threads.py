@@ -27,7 +27,7 @@ def two_threads():
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
-def test_a_forked_child_runs_the_team(two_threads):
+def test_a_forked_child_runs_the_kernels(two_threads):
     # big enough that the time loop runs on two threads
     model = pyrnn.LSTM(40, 160, backend="c", seed=0)
     x = np.random.default_rng(0).standard_normal((6, 24, 40)).astype(np.float32)

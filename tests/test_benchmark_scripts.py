@@ -1,0 +1,60 @@
+"""The benchmark scripts behind benchmarks/RESULTS.md still build and run: kernel_parts.c compiles
+against the kernels it times, time_kernel.py times a call, and test_kernels.py renders several
+runs side by side. (The timings themselves are never asserted.)"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CC = os.environ.get("CC", "gcc")
+
+
+@pytest.mark.skipif(shutil.which(CC) is None, reason="no C compiler")
+def test_kernel_parts_compiles_against_the_kernels(tmp_path):
+    # -fopenmp where the compiler has it, as the package build does; syntax and types only
+    omp = subprocess.run([CC, "-fopenmp", "-x", "c", "-", "-o", str(tmp_path / "probe")],
+                         input="int main(void){return 0;}", text=True, capture_output=True)
+    flags = ["-fopenmp"] if omp.returncode == 0 else []
+    result = subprocess.run(
+        [CC, "-std=c11", "-ffp-contract=fast", "-Wall", "-Werror", "-fsyntax-only", *flags,
+         "-Icsrc", "benchmarks/kernel_parts.c"],
+        cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_time_kernel_times_one_pass():
+    pytest.importorskip("pyrnn._c", reason="the C extension is not built")
+    result = subprocess.run(
+        [sys.executable, "benchmarks/time_kernel.py", "gru", "3", "2", "4", "5", "2", "--only",
+         "fwd"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "gru T=3 B=2 I=4 H=5" in result.stdout
+    assert "fwd min" in result.stdout and "fwd+bwd" not in result.stdout
+
+
+def test_kernel_tables_put_runs_side_by_side(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    pytest.importorskip("pyrnn._c", reason="the C extension is not built")
+    import test_kernels
+
+    def run(c_ms, torch_ms):
+        info = dict(kind="grid", cell="rnn", shape=[2, 1, 3, 4], dtype="float32", train=False,
+                    flops=1e6)
+        return {"benchmarks": [
+            {"extra_info": {**info, "impl": impl}, "stats": {"median": ms / 1e3}}
+            for impl, ms in (("c", c_ms), ("torch", torch_ms))]}
+
+    paths = []
+    for k, times in enumerate([(1.0, 2.0), (2.0, 3.0)]):
+        paths.append(tmp_path / f"run{k}.json")
+        paths[-1].write_text(json.dumps(run(*times)))
+    row = [line for line in test_kernels.table(*map(str, paths)).splitlines()
+           if line.startswith("| rnn")]
+    assert row == ["| rnn | 2 | 1 | 3 | 4 | fwd | 1.000 / 2.000 | 2.000 / 3.000 |  | "
+                   "1.0 / 0.5 | 0% / 0% | 2.00x / 1.50x |  |"]
