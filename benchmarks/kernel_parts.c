@@ -4,7 +4,7 @@
  * includes isa_avx512.c), so it needs a CPU with AVX-512.
  *
  *   gcc -O3 -std=c11 -ffp-contract=fast -fopenmp -Icsrc benchmarks/kernel_parts.c \
- *       csrc/threads.c csrc/status.c -o /tmp/kernel_parts
+ *       csrc/threads.c csrc/status.c csrc/cpu.c -o /tmp/kernel_parts
  *   /tmp/kernel_parts peak THREADS               # 12 independent FMA chains per thread
  *   /tmp/kernel_parts tile NV K B                # recur_tile: B rows, nv vectors, depth K
  *   /tmp/kernel_parts gemm M N K LAYOUT          # LAYOUT 0: x @ w^T (input projection),
@@ -69,7 +69,7 @@ int main(int argc, char **argv)
         const long reps = (long)(4e9 / (2.0 * K * B * w)) + 1;
         for (int round = 0; round < 5; round++) {
             const double t0 = now();
-            for (long r = 0; r < reps; r++) recur_tile_f32(B, nv, K, aT, panel, acc, NULL, 0, NULL);
+            for (long r = 0; r < reps; r++) recur_tile_f32(B, nv, K, aT, panel, acc, NULL, 0, NULL, 0);
             const double dt = now() - t0;
             if (dt < best) best = dt;
         }

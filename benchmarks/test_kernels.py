@@ -181,10 +181,11 @@ def make_run(impl, cell, shape, dtype_name, train, with_lengths):
 # ---- the table of RESULTS.md from a --benchmark-json file ----
 
 def fma_peak(dtype_name: str) -> float:
-    """THREADS cores x nominal clock x 2 AVX-512 FMA units x lanes x 2 (GFLOP/s)."""
-    ghz = float(os.environ.get("PYRNN_PEAK_GHZ", "2.5"))
-    lanes = 16 if dtype_name == "float32" else 8
-    return THREADS * ghz * 2 * lanes * 2
+    """The FMA peak of THREADS cores in GFLOP/s: ../shared/PERFORMANCE.md's ~530 for float32 on
+    this project's machine (2 AVX-512 cores; benchmarks/kernel_parts.c `peak 2` measures ~490),
+    half that for float64; PYRNN_PEAK_GFLOPS gives another machine's float32 figure."""
+    float32 = float(os.environ.get("PYRNN_PEAK_GFLOPS", "530"))
+    return float32 if dtype_name == "float32" else float32 / 2
 
 
 def ratio(m: dict, slow: str, fast: str) -> str:

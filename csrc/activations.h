@@ -59,9 +59,7 @@ static inline void FN(exp_parts)(V u, V *scale, V *q)
 
 static inline V FN(vclamp)(V x, real lo, real hi)
 {
-    const V vlo = FN(vdup)(lo), vhi = FN(vdup)(hi);
-    x = FN(vselect)(x < vlo, vlo, x);  /* NaN compares false and passes through */
-    return FN(vselect)(x > vhi, vhi, x);
+    return FN(vmin)(FN(vdup)(hi), FN(vmax)(FN(vdup)(lo), x));  /* NaN passes through */
 }
 
 static inline V FN(vsigmoid)(V x)
@@ -94,8 +92,7 @@ static inline V FN(vtanh)(V x)
 
 static inline V FN(vrelu)(V x)
 {
-    const V zero = {0};
-    return FN(vselect)(x < zero, zero, x);  /* NaN passes through */
+    return FN(vmax)(FN(vdup)(0), x);  /* NaN and -0 pass through */
 }
 
 static void FN(activation)(int kind, int64_t n, const real *x, real *y)

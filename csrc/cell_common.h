@@ -96,29 +96,32 @@ static inline void FN(own_units)(int64_t H, int64_t u0, int64_t u1, int64_t *j0,
 
 /* Threads for a time loop over nblk unit blocks of a cell with G gates: one per MFLOP of work
  * per step (two from 2 MFLOP, the measured crossover on AVX-512: below it the step's barrier
- * costs more than the second thread saves), where the recurrent weights count 4 FLOP a byte:
- * from 512 KiB, half of a core's L2, halves streamed from two caches beat one even at batch 1
- * (LSTM H=256 at batch 1: 2.2x). */
+ * costs more than the second thread saves). Recurrent weights larger than one core's L1 are
+ * read from L2 every step, which bounds a small batch, and each thread reads only its share
+ * from its own L2 (and L1): past the L1's size they count as 2 MFLOP per L1 of weights, so
+ * batch 1 splits as soon as they spill (LSTM H=64 at batch 1, 64 KiB of weights against 48 KiB
+ * of L1: 470 -> 355 ns a step; H=128: 1.76 -> 1.05 us). */
 static inline int FN(loop_threads)(int G, int64_t B, int64_t H, int64_t nblk)
 {
     const double flops = 2.0 * G * (double)B * (double)H * (double)H;
     const double weight_bytes = (double)G * (double)H * (double)H * sizeof(real);
-    const double work = flops > 4.0 * weight_bytes ? flops : 4.0 * weight_bytes;
-    return pyrnn_threads_for(work, 1e6, (nblk + 1) / 2);
+    const double l1 = (double)pyrnn_l1d_bytes();
+    const double streamed = weight_bytes > l1 ? 2e6 * weight_bytes / l1 : 0.0;
+    return pyrnn_threads_for(flops > streamed ? flops : streamed, 1e6, (nblk + 1) / 2);
 }
 
 /* One pair q of unit blocks through a product with one vector per block:
  *     acc[q][b][0 : 2*VW] = sum_{k<K} aT[k*B + b] * panels[q][k0 + k][0 : 2*VW]
  * aT: [K,B]; panels: [npairs][ktot][2*VW] pair panels, used from row k0;
  * acc: [npairs][B][2*VW]; rows over at step t are skipped; pair next_q's panel (-1: none) is
- * brought into L2 meanwhile (recur_tile). */
+ * brought into L2 meanwhile; rev: the k order at batch 1 (recur_tile). */
 static inline void FN(pair_product)(int64_t B, int64_t K, const real *aT, const real *panels,
                                     int64_t ktot, int64_t k0, int64_t q, int64_t next_q,
-                                    real *acc, const int64_t *lengths, int64_t t)
+                                    real *acc, const int64_t *lengths, int64_t t, int rev)
 {
     const int64_t w = 2 * VW;
     FN(recur_tile)(B, 2, K, aT, panels + (q * ktot + k0) * w, acc + q * B * w, lengths, t,
-                   next_q < 0 ? NULL : panels + (next_q * ktot + k0) * w);
+                   next_q < 0 ? NULL : panels + (next_q * ktot + k0) * w, rev);
 }
 
 /* The end of every backward step: for the pairs [q0, q1) a thread owns (in step s's order),
@@ -133,7 +136,7 @@ static void FN(dh_update)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c, int64_t t
     for (int64_t qi = 0; qi < q1 - q0; qi++) {
         const int64_t q = FN(block_at)(q0, q1, s, qi);
         FN(pair_product)(B, K, dgT, panels, ktot, 0, q, FN(next_block)(q0, q1, s, qi), acc,
-                         c->lengths, t);
+                         c->lengths, t, (int)(s & 1));
         for (int64_t u = 2 * q; u < 2 * q + 2 && u < nblk; u++) {
             const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
             const real *a = acc + q * B * 2 * VW + (u - 2 * q) * VW;

