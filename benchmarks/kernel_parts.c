@@ -69,7 +69,7 @@ int main(int argc, char **argv)
         const long reps = (long)(4e9 / (2.0 * K * B * w)) + 1;
         for (int round = 0; round < 5; round++) {
             const double t0 = now();
-            for (long r = 0; r < reps; r++) recur_tile_f32(B, nv, K, aT, panel, acc, NULL, 0, NULL, 0);
+            for (long r = 0; r < reps; r++) recur_tile_f32(B, nv, K, aT, panel, acc, NULL, 0, NULL);
             const double dt = now() - t0;
             if (dt < best) best = dt;
         }

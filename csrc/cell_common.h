@@ -114,14 +114,14 @@ static inline int FN(loop_threads)(int G, int64_t B, int64_t H, int64_t nblk)
  *     acc[q][b][0 : 2*VW] = sum_{k<K} aT[k*B + b] * panels[q][k0 + k][0 : 2*VW]
  * aT: [K,B]; panels: [npairs][ktot][2*VW] pair panels, used from row k0;
  * acc: [npairs][B][2*VW]; rows over at step t are skipped; pair next_q's panel (-1: none) is
- * brought into L2 meanwhile; rev: the k order at batch 1 (recur_tile). */
+ * brought into L2 meanwhile (recur_tile). */
 static inline void FN(pair_product)(int64_t B, int64_t K, const real *aT, const real *panels,
                                     int64_t ktot, int64_t k0, int64_t q, int64_t next_q,
-                                    real *acc, const int64_t *lengths, int64_t t, int rev)
+                                    real *acc, const int64_t *lengths, int64_t t)
 {
     const int64_t w = 2 * VW;
     FN(recur_tile)(B, 2, K, aT, panels + (q * ktot + k0) * w, acc + q * B * w, lengths, t,
-                   next_q < 0 ? NULL : panels + (next_q * ktot + k0) * w, rev);
+                   next_q < 0 ? NULL : panels + (next_q * ktot + k0) * w);
 }
 
 /* The end of every backward step: for the pairs [q0, q1) a thread owns (in step s's order),
@@ -136,7 +136,7 @@ static void FN(dh_update)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c, int64_t t
     for (int64_t qi = 0; qi < q1 - q0; qi++) {
         const int64_t q = FN(block_at)(q0, q1, s, qi);
         FN(pair_product)(B, K, dgT, panels, ktot, 0, q, FN(next_block)(q0, q1, s, qi), acc,
-                         c->lengths, t, (int)(s & 1));
+                         c->lengths, t);
         for (int64_t u = 2 * q; u < 2 * q + 2 && u < nblk; u++) {
             const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
             const real *a = acc + q * B * 2 * VW + (u - 2 * q) * VW;

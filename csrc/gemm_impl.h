@@ -69,42 +69,27 @@ static void FN(mk)(int mr, int nv, int64_t K, const real *a, int64_t lda, const 
 #undef MK_CASES
 
 /* Batch 1: c[0 : nv*VW] = sum_k a[k] * b[k*ldb ...], bound by reading b. MV_SPLIT independent
- * chains over interleaved k hide the FMA latency; they are added in a fixed order. With rev the
- * k go from last to first: a time loop alternates the two, so that each step starts on the
- * weights the step before touched last, still in L1 when they are larger than it (LSTM at H=64:
- * 64 KiB of weights against 48 KiB of L1; such a step went 408 -> 318 ns). */
+ * chains over interleaved k hide the FMA latency; they are added in a fixed order. */
 #define MV_SPLIT (PYRNN_ACC_REGS >= 24 ? 4 : 2)
 static inline __attribute__((always_inline)) void FN(mv_body)(
     const int nv, int64_t K, const real *PYRNN_RESTRICT a, const real *PYRNN_RESTRICT b,
-    int64_t ldb, real *PYRNN_RESTRICT c, int rev)
+    int64_t ldb, real *PYRNN_RESTRICT c)
 {
     V acc[MV_SPLIT][4];
 #pragma GCC unroll 4
     for (int s = 0; s < MV_SPLIT; s++)
 #pragma GCC unroll 4
         for (int v = 0; v < nv; v++) acc[s][v] = FN(vdup)(0);
-    const int64_t full = K - K % MV_SPLIT;
-    if (rev) {
-        for (int64_t k = K - 1; k >= full; k--)
+    int64_t k = 0;
+    for (; k + MV_SPLIT <= K; k += MV_SPLIT)
 #pragma GCC unroll 4
-            for (int v = nv - 1; v >= 0; v--) acc[0][v] += a[k] * FN(vload)(b + k * ldb + v * VW);
-        for (int64_t k = full - MV_SPLIT; k >= 0; k -= MV_SPLIT)
+        for (int s = 0; s < MV_SPLIT; s++)
 #pragma GCC unroll 4
-            for (int s = MV_SPLIT - 1; s >= 0; s--)
+            for (int v = 0; v < nv; v++)
+                acc[s][v] += a[k + s] * FN(vload)(b + (k + s) * ldb + v * VW);
+    for (; k < K; k++)
 #pragma GCC unroll 4
-                for (int v = nv - 1; v >= 0; v--)
-                    acc[s][v] += a[k + s] * FN(vload)(b + (k + s) * ldb + v * VW);
-    } else {
-        for (int64_t k = 0; k < full; k += MV_SPLIT)
-#pragma GCC unroll 4
-            for (int s = 0; s < MV_SPLIT; s++)
-#pragma GCC unroll 4
-                for (int v = 0; v < nv; v++)
-                    acc[s][v] += a[k + s] * FN(vload)(b + (k + s) * ldb + v * VW);
-        for (int64_t k = full; k < K; k++)
-#pragma GCC unroll 4
-            for (int v = 0; v < nv; v++) acc[0][v] += a[k] * FN(vload)(b + k * ldb + v * VW);
-    }
+        for (int v = 0; v < nv; v++) acc[0][v] += a[k] * FN(vload)(b + k * ldb + v * VW);
 #pragma GCC unroll 4
     for (int v = 0; v < nv; v++) {
 #if MV_SPLIT == 4
@@ -115,14 +100,13 @@ static inline __attribute__((always_inline)) void FN(mv_body)(
     }
 }
 
-static void FN(mv)(int nv, int64_t K, const real *a, const real *b, int64_t ldb, real *c,
-                   int rev)
+static void FN(mv)(int nv, int64_t K, const real *a, const real *b, int64_t ldb, real *c)
 {
     switch (nv) {
-    case 1: FN(mv_body)(1, K, a, b, ldb, c, rev); return;
-    case 2: FN(mv_body)(2, K, a, b, ldb, c, rev); return;
-    case 3: FN(mv_body)(3, K, a, b, ldb, c, rev); return;
-    case 4: FN(mv_body)(4, K, a, b, ldb, c, rev); return;
+    case 1: FN(mv_body)(1, K, a, b, ldb, c); return;
+    case 2: FN(mv_body)(2, K, a, b, ldb, c); return;
+    case 3: FN(mv_body)(3, K, a, b, ldb, c); return;
+    case 4: FN(mv_body)(4, K, a, b, ldb, c); return;
     default: return;
     }
 }
@@ -130,8 +114,7 @@ static void FN(mv)(int nv, int64_t K, const real *a, const real *b, int64_t ldb,
 /* The recurrent product of one unit-block tile for the whole batch:
  *     acc[b][0 : nv*VW] = sum_{k<K} aT[k*B + b] * panel[k][0 : nv*VW]
  * aT: [K,B] a transposed state (or gate gradient); panel: [K][nv*VW] packed weights;
- * acc: [B][nv*VW]; next: the panel the caller works on after this one, or NULL; rev: batch 1
- * sums k from last to first (mv).
+ * acc: [B][nv*VW]; next: the panel the caller works on after this one, or NULL.
  * K goes in as few even chunks as keep a chunk of the panel within RECUR_PANEL_BYTES (a part of
  * L2), and all row blocks pass over a chunk while it is there, so the panel comes from memory
  * once a step and the sums go through memory once a chunk. Chunks sized for L1 with row blocks
@@ -147,12 +130,11 @@ static void FN(mv)(int nv, int64_t K, const real *a, const real *b, int64_t ldb,
  * less than the padded run. */
 #define RECUR_PANEL_BYTES 131072
 static void FN(recur_tile)(int64_t B, int nv, int64_t K, const real *aT, const real *panel,
-                           real *acc, const int64_t *lengths, int64_t t, const real *next,
-                           int rev)
+                           real *acc, const int64_t *lengths, int64_t t, const real *next)
 {
     const int64_t w = (int64_t)nv * VW;
     if (B == 1) {
-        if (!lengths || t < lengths[0]) FN(mv)(nv, K, aT, panel, w, acc, rev);
+        if (!lengths || t < lengths[0]) FN(mv)(nv, K, aT, panel, w, acc);
         else memset(acc, 0, (size_t)w * sizeof(real));
         return;
     }

@@ -110,7 +110,7 @@ static void FN(gru_forward_team)(void *vctx, int tid, int nth)
             real *gh = acc + u * B * G * VW;  /* [B][r,z(,n)][VW] h_prev @ w_h{rz(n)}^T */
             const int64_t nu = FN(next_block)(u0, u1, s, ui);
             FN(recur_tile)(B, tile, H, hT_prev, wpack + u * H * tile * VW, gh, c->lengths, t,
-                           nu < 0 ? NULL : wpack + nu * H * tile * VW, (int)(s & 1));
+                           nu < 0 ? NULL : wpack + nu * H * tile * VW);
             int64_t pu;
             const int64_t pt = FN(next_visit)(T, c->reverse, u0, u1, s, ui, &pu);
             const int64_t pj = pu * VW, pn = H - pj < VW ? H - pj : VW;
@@ -149,7 +149,7 @@ static void FN(gru_forward_team)(void *vctx, int tid, int nth)
             for (int64_t qi = 0; qi < q1 - q0; qi++) {
                 const int64_t q = FN(block_at)(q0, q1, s, qi);
                 FN(pair_product)(B, H, rhT, wpack_n, H, 0, q, FN(next_block)(q0, q1, s, qi), acc,
-                                 c->lengths, t, (int)(s & 1));
+                                 c->lengths, t);
                 for (int64_t u = 2 * q; u < 2 * q + 2 && u < x->nblk; u++) {
                     const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
                     /* [B][2*VW] (r * h_prev) @ w_hn^T for the pair; this block's half */
@@ -257,7 +257,7 @@ static void FN(gru_backward_team)(void *vctx, int tid, int nth)
             for (int64_t qi = 0; qi < q1 - q0; qi++) {
                 const int64_t q = FN(block_at)(q0, q1, s, qi);
                 FN(pair_product)(B, H, dgT + 2 * H * B, wpack, G * H, 2 * H, q,
-                                 FN(next_block)(q0, q1, s, qi), acc, c->lengths, t, (int)(s & 1));
+                                 FN(next_block)(q0, q1, s, qi), acc, c->lengths, t);
                 for (int64_t u = 2 * q; u < 2 * q + 2 && u < x->nblk; u++) {
                     const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
                     /* [B][2*VW] dn_pre @ w_hn for the pair; this block's half */

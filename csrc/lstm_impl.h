@@ -122,7 +122,7 @@ static void FN(lstm_forward_team)(void *vctx, int tid, int nth)
             real *gh = acc + u * B * G * VW;  /* [B][i,f,g,o][VW] h_prev @ w_hh^T */
             const int64_t nu = FN(next_block)(u0, u1, s, ui);
             FN(recur_tile)(B, G, H, hT_prev, wpack + u * H * G * VW, gh, c->lengths, t,
-                           nu < 0 ? NULL : wpack + nu * H * G * VW, (int)(s & 1));
+                           nu < 0 ? NULL : wpack + nu * H * G * VW);
             V scratch;  /* where tanh(c) goes when it is not kept */
             /* field by field: an initializer would zero the whole struct first, with a
              * `rep stos` that cost batch 1 about 10 ns a block */

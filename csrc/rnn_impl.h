@@ -66,7 +66,7 @@ static void FN(rnn_forward_team)(void *vctx, int tid, int nth)
         for (int64_t qi = 0; qi < q1 - q0; qi++) {
             const int64_t q = FN(block_at)(q0, q1, s, qi);
             FN(pair_product)(B, H, hT_prev, wpack, H, 0, q, FN(next_block)(q0, q1, s, qi), acc,
-                             c->lengths, t, (int)(s & 1));
+                             c->lengths, t);
             for (int64_t u = 2 * q; u < 2 * q + 2 && u < x->nblk; u++) {
                 const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
                 /* [B][2*VW] h_prev @ w_hh^T for the pair's units; this block's half */
