@@ -6,7 +6,8 @@
  *     reset_after=False (Cho et al. 2014): n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)
  *     h' = (1 - z) * n + z * h
  *
- * Workspace layout (elements of the data type; Hp = H rounded up to a multiple of 32):
+ * Workspace layout (elements of the data type, from the workspace's first 64-byte boundary;
+ * Hp = H rounded up to a multiple of 32):
  *   training:  gates [T,B,3H]  activated r, z, n of every step
  *              extra [T,B,H]   reset_after: W_hn h + b_hn;  reset_before: r * h
  *              hprev [T,B,H]   the state entering every step
@@ -21,7 +22,7 @@
  *                              backward: the gate gradients transposed (two steps)
  *              wpack [3*Hp*H]  w_hh packed per unit block: forward tiles of r, z, n
  *                              (reset_before: r, z tiles then n tiles), backward panels
- *              bpack [128*roundup(max(3H, I), 32)]  the GEMMs' packed panels */
+ *              bpack [256*roundup(max(3H, I), 32)]  the GEMMs' packed panels */
 #include "common.h"
 
 #define GRU_API(real, SFX)                                                                      \

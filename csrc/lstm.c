@@ -5,7 +5,8 @@
  *                  (x_t @ w_ih^T + b_ih + h_{t-1} @ w_hh^T + b_hh)
  *     c_t = f * c_{t-1} + i * g;   h_t = o * tanh(c_t)
  *
- * Workspace layout (elements of the data type; Hp = H rounded up to a multiple of 32):
+ * Workspace layout (elements of the data type, from the workspace's first 64-byte boundary;
+ * Hp = H rounded up to a multiple of 32):
  *   training:  gates [T,B,4H]   activated i, f, g, o of every step
  *              hprev [T,B,H]    the hidden state entering every step
  *              cprev [T,B,H]    the cell state entering every step
@@ -18,7 +19,7 @@
  *              tbuf [2,4H,B]    the hidden state (forward) or dgates (backward), transposed
  *              wpack [4*Hp*H]   w_hh packed per unit block: tiles of the 4 gates of the same
  *                               units (forward), panels (backward)
- *              bpack [128*roundup(max(4H, I), 32)]  the GEMMs' packed panels */
+ *              bpack [256*roundup(max(4H, I), 32)]  the GEMMs' packed panels */
 #include "common.h"
 
 #define LSTM_API(real, SFX)                                                                     \

@@ -3,7 +3,8 @@
  *
  *     h_t = act(x_t @ w_ih^T + b_ih + h_{t-1} @ w_hh^T + b_hh),   act = tanh or relu
  *
- * Workspace layout (elements of the data type; Hp = H rounded up to a multiple of 32):
+ * Workspace layout (elements of the data type, from the workspace's first 64-byte boundary;
+ * Hp = H rounded up to a multiple of 32):
  *   training:  gates [T,B,H]   act(...) of every step
  *              hprev [T,B,H]   the state entering every step
  *              dgates [T,B,H]  backward: gradient of the pre-activation
@@ -13,7 +14,7 @@
  *   then, both: acc [B*Hp]     the recurrent sums of the current step, per unit block
  *              tbuf [2,H,B]    the state (forward) or dgates (backward), transposed, two steps
  *              wpack [Hp*H]    w_hh packed per unit block (forward tiles, backward panels)
- *              bpack [128*roundup(max(H, I), 32)]  the GEMMs' packed panels */
+ *              bpack [256*roundup(max(H, I), 32)]  the GEMMs' packed panels */
 #include "common.h"
 
 #define RNN_API(real, SFX)                                                                      \

@@ -156,6 +156,29 @@ def test_workspace_len_matches_reference(cell):
                     == workspace_len(ref, kind, flags, T, B, I, H, training))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("cell", CELLS, ids=cell_id)
+def test_workspace_at_any_offset_gives_the_same_bits(cell, dtype):
+    """The kernels start their regions at the workspace's first 64-byte boundary: whatever the
+    start of a workspace of exactly the asked length, results are the same and nothing past
+    its end is touched."""
+    kind, flags = cell
+    p = make_problem(kind, 6, 3, 5, 20, dtype, "spread", True, True, seed=3)
+    args = (p["x"], *p["states"], *p["weights"], p["lengths"])
+    need = workspace_len(_c, kind, flags, 6, 3, 5, 20, True)
+    results = []
+    for offset in range(17):
+        buffer = np.full(need + 17 + 8, np.nan, dtype)
+        ws = buffer[offset:offset + need]
+        outs = list(getattr(_c, f"{kind}_forward")(*args, ws, training=True, **flags))
+        outs += getattr(_c, f"{kind}_backward")(*args, p["dy"], *p["grads_n"], ws, **flags)
+        assert np.isnan(buffer[:offset]).all() and np.isnan(buffer[offset + need:]).all()
+        results.append(outs)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert a is None or np.array_equal(a, b)
+
+
 @pytest.fixture
 def threads_restored():
     before = lib.pyrnn_get_num_threads()
