@@ -380,16 +380,17 @@ static void FN(gemm_body)(void *ctx, int tid, int nth)
     }
 }
 
-/* C = A B (accumulate = 0) or C += A B, on a team sized to the work: a thread per MFLOP (the
- * backward GEMMs of LSTM 100x1x32x64, 1.6 and 3.3 MFLOP, gained from a second thread: forward+
- * backward 0.125 -> 0.118 ms; 4 MFLOP a thread before). */
+/* C = A B (accumulate = 0) or C += A B, on a team sized to the work: a thread per 0.6 MFLOP.
+ * The GEMMs of LSTM 100x1x32x64 (1.6 MFLOP forward, 1.6 to 3.3 in backward) gained from a
+ * second thread: forward 0.048 -> 0.045 ms, forward+backward 0.122 -> 0.112 (4 MFLOP a thread
+ * before; benchmarks/time_kernel.py, builds alternated). */
 static void FN(gemm_run)(int64_t M, int64_t N, int64_t K, const real *A, int64_t rsa,
                          int64_t csa, const real *B, int64_t rsb, int64_t csb, real *C,
                          int64_t ldc, int accumulate, real *bpack)
 {
     struct FN(gemm) g = {M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, bpack};
     const int64_t npan = (N + GEMM_NR - 1) / GEMM_NR, nmb = (M + GEMM_MC - 1) / GEMM_MC;
-    const int nth = pyrnn_threads_for(2.0 * (double)M * (double)N * (double)K, 1e6,
+    const int nth = pyrnn_threads_for(2.0 * (double)M * (double)N * (double)K, 6e5,
                                       npan > nmb ? npan : nmb);
     pyrnn_team(nth, FN(gemm_body), &g);
 }
