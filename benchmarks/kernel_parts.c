@@ -1,14 +1,17 @@
 /* Parts of the C kernels timed on their own, on cache-hot data: the machine's FMA peak, the
- * recurrent product of one unit-block tile, and the blocked GEMM. The numbers RESULTS.md and
+ * recurrent product of one unit-block tile, the blocked GEMM, the activations and the per-step
+ * barrier. The numbers RESULTS.md and
  * the comments of csrc/gemm_impl.h quote for these come from here. AVX-512 paths only (it
  * includes isa_avx512.c), so it needs a CPU with AVX-512.
  *
  *   gcc -O3 -std=c11 -ffp-contract=fast -fopenmp -Icsrc benchmarks/kernel_parts.c \
- *       csrc/threads.c csrc/status.c csrc/cpu.c -o /tmp/kernel_parts
+ *       csrc/threads.c csrc/status.c -o /tmp/kernel_parts
  *   /tmp/kernel_parts peak THREADS               # 12 independent FMA chains per thread
  *   /tmp/kernel_parts tile NV K B                # recur_tile: B rows, nv vectors, depth K
  *   /tmp/kernel_parts gemm M N K LAYOUT          # LAYOUT 0: x @ w^T (input projection),
  *                                                #        1: dgates^T @ h (weight gradients)
+ *   /tmp/kernel_parts act                        # sigmoid and tanh, ns per 16 values
+ *   /tmp/kernel_parts barrier                    # the per-step barrier of a 2-thread team
  *
  * The GEMM uses PYRNN_NUM_THREADS threads (set it to 1 for one core); the tile runs on one. */
 #include "isa_avx512.c"
@@ -51,6 +54,13 @@ static double peak(int threads, long reps)
     const double dt = now() - t0;
     printf("(checksum %g) ", sink);
     return 2.0 * 16 * 12 * (double)reps * threads / dt;
+}
+
+/* Runs `reps` barriers in a row on a team of two. */
+static void barriers(void *ctx, int tid, int nth)
+{
+    (void)tid;
+    for (long r = *(const long *)ctx; r > 0; r--) pyrnn_barrier(nth);
 }
 
 int main(int argc, char **argv)
@@ -97,6 +107,35 @@ int main(int argc, char **argv)
                layout, 1e-9 * flops / best);
         return 0;
     }
-    fprintf(stderr, "usage: kernel_parts peak THREADS | tile NV K B | gemm M N K LAYOUT\n");
+    if (!strcmp(mode, "act") && argc == 2) {
+        const int64_t n = 4096;
+        float *x = filled(n, 200), *y = filled(n, 1);
+        for (int64_t i = 0; i < n; i++) x[i] = 10.0f * x[i] - 1.0f;  /* -1 .. 1 */
+        for (int kind = 0; kind < 2; kind++) {  /* 0 sigmoid, 1 tanh (pyrnn.h) */
+            best = 1e30;
+            for (int round = 0; round < 5; round++) {
+                const double t0 = now();
+                for (long r = 0; r < 20000; r++) activation_f32(kind, n, x, y);
+                const double dt = now() - t0;
+                if (dt < best) best = dt;
+            }
+            printf("%s: %.2f ns per 16 values\n", kind == 0 ? "sigmoid" : "tanh",
+                   1e9 * best / (20000.0 * (double)(n / 16)));
+        }
+        return 0;
+    }
+    if (!strcmp(mode, "barrier") && argc == 2) {
+        const long reps = 200000;
+        for (int round = 0; round < 5; round++) {
+            const double t0 = now();
+            pyrnn_team(2, barriers, (void *)&reps);
+            const double dt = now() - t0;
+            if (dt < best) best = dt;
+        }
+        printf("barrier, 2 threads: %.1f ns\n", 1e9 * best / (double)reps);
+        return 0;
+    }
+    fprintf(stderr, "usage: kernel_parts peak THREADS | tile NV K B | gemm M N K LAYOUT | act | "
+            "barrier\n");
     return 2;
 }

@@ -28,10 +28,11 @@ static inline int64_t pyrnn_hpad(int64_t H)
 enum pyrnn_isa { PYRNN_ISA_GENERIC = 0, PYRNN_ISA_AVX2 = 1, PYRNN_ISA_AVX512 = 2 };
 /* The best instruction set this CPU and PYRNN_DISABLE_CPU_FEATURES allow; decided once. */
 enum pyrnn_isa pyrnn_isa(void);
-/* Bytes of one core's L1 data cache (the system's word where it gives one, else 32 KiB). */
-int64_t pyrnn_l1d_bytes(void);
 
 /* ---- threads (threads.c) ---- */
+/* Bytes of one core's L1 data cache (the system's word where it gives one, else 32 KiB): the
+ * time loops' thread count depends on whether the recurrent weights fit in it. */
+int64_t pyrnn_l1d_bytes(void);
 /* Threads for a parallel section doing `work` flops, when at least `per_thread` flops make a
  * thread worth waking, capped by the setting and by `max_parts` independent parts. */
 int pyrnn_threads_for(double work, double per_thread, int64_t max_parts);

@@ -7,7 +7,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "common.h"
 
@@ -74,21 +73,6 @@ enum pyrnn_isa pyrnn_isa(void)
         atomic_store_explicit(&chosen, isa, memory_order_release);
     }
     return (enum pyrnn_isa)isa;
-}
-
-static atomic_long l1d = 0;
-
-int64_t pyrnn_l1d_bytes(void)
-{
-    long bytes = atomic_load_explicit(&l1d, memory_order_relaxed);
-    if (bytes == 0) {
-#ifdef _SC_LEVEL1_DCACHE_SIZE
-        bytes = sysconf(_SC_LEVEL1_DCACHE_SIZE);
-#endif
-        if (bytes < 4096) bytes = 32768;  /* unknown (some systems say 0): the common size */
-        atomic_store_explicit(&l1d, bytes, memory_order_relaxed);
-    }
-    return bytes;
 }
 
 const char *pyrnn_isa_name(void)

@@ -14,6 +14,7 @@
 #define _GNU_SOURCE
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "common.h"
 
@@ -80,6 +81,21 @@ int pyrnn_set_num_threads(int n)
 int pyrnn_has_thread_team(void)
 {
     return PYRNN_TEAM;
+}
+
+static atomic_long l1d = 0;
+
+int64_t pyrnn_l1d_bytes(void)
+{
+    long bytes = atomic_load_explicit(&l1d, memory_order_relaxed);
+    if (bytes == 0) {
+#ifdef _SC_LEVEL1_DCACHE_SIZE
+        bytes = sysconf(_SC_LEVEL1_DCACHE_SIZE);
+#endif
+        if (bytes < 4096) bytes = 32768;  /* unknown (some systems say 0): the common size */
+        atomic_store_explicit(&l1d, bytes, memory_order_relaxed);
+    }
+    return bytes;
 }
 
 int pyrnn_threads_for(double work, double per_thread, int64_t max_parts)
