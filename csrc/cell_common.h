@@ -100,7 +100,7 @@ static inline void FN(own_units)(int64_t H, int64_t u0, int64_t u1, int64_t *j0,
  * read from L2 every step, which bounds a small batch, and each thread reads only its share
  * from its own L2 (and L1): past the L1's size they count as 2 MFLOP per L1 of weights, so
  * batch 1 splits as soon as they spill (LSTM H=64 at batch 1, 64 KiB of weights against 48 KiB
- * of L1: 470 -> 355 ns a step; H=128: 1.76 -> 1.05 us). */
+ * of L1: 0.40 -> 0.32 us a step; H=128: 1.52 -> 0.94 us; benchmarks/time_kernel.py). */
 static inline int FN(loop_threads)(int G, int64_t B, int64_t H, int64_t nblk)
 {
     const double flops = 2.0 * G * (double)B * (double)H * (double)H;
