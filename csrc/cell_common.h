@@ -96,17 +96,19 @@ static inline void FN(own_units)(int64_t H, int64_t u0, int64_t u1, int64_t *j0,
 
 /* Threads for a time loop over nblk unit blocks of a cell with G gates: one per MFLOP of work
  * per step (two from 2 MFLOP, the measured crossover on AVX-512: below it the step's barrier
- * costs more than the second thread saves). Recurrent weights larger than one core's L1 are
- * read from L2 every step, which bounds a small batch, and each thread reads only its share
- * from its own L2 (and L1): past the L1's size they count as 2 MFLOP per L1 of weights, so
- * batch 1 splits as soon as they spill (LSTM H=64 at batch 1, 64 KiB of weights against 48 KiB
- * of L1: 0.40 -> 0.32 us a step; H=128: 1.52 -> 0.94 us; benchmarks/time_kernel.py). */
+ * costs more than the second thread saves). Recurrent weights that fill one core's L1 are
+ * read from L2 every step (the step's other rows need room too), which bounds a small batch,
+ * and each thread reads only its share from its own L2 (and L1): from the L1's size on they
+ * count as 2 MFLOP per L1 of weights, so batch 1 splits as soon as they spill (at batch 1,
+ * benchmarks/time_kernel.py: LSTM H=64, 64 KiB of weights against 48 KiB of L1, 0.40 -> 0.32
+ * us a step; H=128 1.52 -> 0.94 us; GRU H=64, 48 KiB, forward 0.041 -> 0.037 ms for 100 steps;
+ * but 36 KiB, LSTM H=48 or RNN H=96, ran no faster on two threads). */
 static inline int FN(loop_threads)(int G, int64_t B, int64_t H, int64_t nblk)
 {
     const double flops = 2.0 * G * (double)B * (double)H * (double)H;
     const double weight_bytes = (double)G * (double)H * (double)H * sizeof(real);
     const double l1 = (double)pyrnn_l1d_bytes();
-    const double streamed = weight_bytes > l1 ? 2e6 * weight_bytes / l1 : 0.0;
+    const double streamed = weight_bytes >= l1 ? 2e6 * weight_bytes / l1 : 0.0;
     return pyrnn_threads_for(flops > streamed ? flops : streamed, 1e6, (nblk + 1) / 2);
 }
 
