@@ -182,7 +182,7 @@ def make_run(impl, cell, shape, dtype_name, train, with_lengths):
 
 def fma_peak(dtype_name: str) -> float:
     """The FMA peak of THREADS cores in GFLOP/s: ../shared/PERFORMANCE.md's ~530 for float32 on
-    this project's machine (2 AVX-512 cores; benchmarks/kernel_parts.c `peak 2` measures ~490),
+    this project's machine (2 AVX-512 cores; benchmarks/kernel_parts.c `peak 2` measures 491-533),
     half that for float64; PYRNN_PEAK_GFLOPS gives another machine's float32 figure."""
     float32 = float(os.environ.get("PYRNN_PEAK_GFLOPS", "530"))
     return float32 if dtype_name == "float32" else float32 / 2

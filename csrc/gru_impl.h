@@ -14,7 +14,7 @@ struct FN(gru_regions) {
 static struct FN(gru_regions) FN(gru_carve)(real *ws, int64_t T, int64_t B, int64_t H,
                                             int training, int reset_after)
 {
-    ws = FN(align64)(ws);  /* the head on a 64-byte boundary too (workspace.c) */
+    ws = FN(align64)(ws);  /* the head on a 64-byte boundary too (workspace.c's slack) */
     struct FN(gru_regions) r = {0};
     const int64_t TBH = T * B * H;
     r.gates = ws;

@@ -10,7 +10,7 @@ struct FN(lstm_regions) {
 static struct FN(lstm_regions) FN(lstm_carve)(real *ws, int64_t T, int64_t B, int64_t H,
                                               int training)
 {
-    ws = FN(align64)(ws);  /* the head on a 64-byte boundary too (workspace.c) */
+    ws = FN(align64)(ws);  /* the head on a 64-byte boundary too (workspace.c's slack) */
     struct FN(lstm_regions) r = {0};
     const int64_t TBH = T * B * H;
     r.gates = ws;

@@ -15,14 +15,17 @@ int pyrnn_check_sizes(int64_t T, int64_t B, int64_t I, int64_t H)
 /* The regions every cell appends to the reference's (cell_common.h carves them): recurrent
  * sums of the current step [G*B*Hp], transposed states or gate gradients [2*G*H*B], packed
  * recurrent weights [G*Hp*H], the GEMM's packed panels [256*roundup(max(G*H, I), 32)], each
- * aligned to 64 bytes (16 elements of slack each), and 16 more elements so that the cell's own
- * regions (the head) start on a 64-byte boundary too: rows that two threads write then share
- * no cache line wherever H is a multiple of 16. */
+ * aligned to 64 bytes. The cell's own regions (the head) start on the workspace's first 64-byte
+ * boundary too, so rows that two threads write share no cache line wherever H is a multiple of
+ * 16. The slack, 16 elements for each of the four regions, covers all five starts: acc, wpack
+ * and bpack have lengths of whole 64-byte lines, so only the head's start, the head's length
+ * and tbuf's length can each cost up to 15 elements (45 at most; tests/test_c_kernels.py checks
+ * that a workspace at any offset is never written past its end). */
 static int64_t tail(int64_t B, int64_t I, int64_t H, int64_t G)
 {
     const int64_t Hp = pyrnn_hpad(H);
     const int64_t gemm_n = G * H > I ? G * H : I;
-    const int64_t slack = 5 * 16;  /* each region starts on a 64-byte boundary */
+    const int64_t slack = 4 * 16;  /* each region starts on a 64-byte boundary */
     return G * B * Hp + 2 * G * H * B + G * Hp * H + PYRNN_GEMM_KC * ((gemm_n + 31) / 32 * 32) +
            slack;
 }

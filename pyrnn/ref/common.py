@@ -66,12 +66,11 @@ def kernel_regions_len(B: int, I: int, H: int, G: int) -> int:
     acc [G*B*Hp] recurrent sums of the current step; tbuf [2,G*H,B] transposed states or gate
     gradients; wpack [G*Hp*H] packed recurrent weights; bpack [256*roundup(max(G*H, I), 32)]
     the GEMMs' packed panels (Hp = H rounded up to a multiple of HPAD); each with 16 elements of
-    slack so that it can start on a 64-byte boundary, and 16 more for the kernels to start the
-    cell's own regions on one.
+    slack so that it can start on a 64-byte boundary.
     """
     Hp = -(-H // HPAD) * HPAD
     gemm_n = -(-max(G * H, I) // 32) * 32
-    return G * B * Hp + 2 * G * H * B + G * Hp * H + 256 * gemm_n + 5 * 16
+    return G * B * Hp + 2 * G * H * B + G * Hp * H + 256 * gemm_n + 4 * 16
 
 
 def carve(workspace: np.ndarray, shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
