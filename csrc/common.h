@@ -34,7 +34,8 @@ enum pyrnn_isa pyrnn_isa(void);
  * time loops' thread count depends on whether the recurrent weights fit in it. */
 int64_t pyrnn_l1d_bytes(void);
 /* Threads for a parallel section doing `work` flops, when at least `per_thread` flops make a
- * thread worth waking, capped by the setting and by `max_parts` independent parts. */
+ * thread worth waking where a barrier takes 60 ns (more in proportion where pyrnn_barrier_ns
+ * says it takes longer), capped by the setting and by `max_parts` independent parts. */
 int pyrnn_threads_for(double work, double per_thread, int64_t max_parts);
 /* Runs body(ctx, tid, nth) on nth threads (one team) and returns when all are done; on one
  * thread when the team is busy with another call. */

@@ -50,12 +50,14 @@ static inline real *FN(lstm_state)(const struct FN(lstm_ctx) *x, int which, int6
 struct FN(lstm_rows) {
     const int64_t *lengths;
     int64_t t;
-    real *gates;                 /* [B,4H] gates[t]: the input projection in, activations out */
+    real *gates;                 /* [B,4H] gates[t]: the input projection (and bias) in */
     const real *gh;              /* [B][i,f,g,o][VW] h_prev @ w_hh^T */
     const real *c_prev, *h_prev; /* [B,H] */
     real *h, *cs, *y;            /* [B,H] the next states, y[t] */
     int64_t H;
     V bias[4];                   /* b_ih + b_hh of the block (zeros without bias) */
+    real *acts;                  /* [B,4H] where the activations go: gates (training) or ... */
+    int64_t acts_row, acts_gate; /* ... scratch vectors: strides of a row and a gate, or 0, VW */
     real *tanh_c;                /* [B,H] tanh(c) of step t, or a scratch vector ... */
     int64_t tanh_c_stride;       /* ... H, or 0 for the scratch */
     const real *pf_gates, *pf_y; /* the next visit's rows, prefetched as we go */
@@ -80,10 +82,11 @@ static inline __attribute__((always_inline)) void FN(lstm_row)(const struct FN(l
     const V cp = FN(vload_n)(rw->c_prev + at, n);
     const V c_new = f * cp + i * g;
     const V tc = FN(vtanh)(c_new);
-    FN(vstore_n)(g4, i, n);
-    FN(vstore_n)(g4 + H, f, n);
-    FN(vstore_n)(g4 + 2 * H, g, n);
-    FN(vstore_n)(g4 + 3 * H, o, n);
+    real *a4 = rw->acts + b * rw->acts_row;
+    FN(vstore_n)(a4, i, n);
+    FN(vstore_n)(a4 + rw->acts_gate, f, n);
+    FN(vstore_n)(a4 + 2 * rw->acts_gate, g, n);
+    FN(vstore_n)(a4 + 3 * rw->acts_gate, o, n);
     FN(vstore_n)(rw->tanh_c + b * rw->tanh_c_stride, tc, n);
     const VI zero = {0};
     const VI ok = zero - (ireal)FN(valid)(rw->lengths, b, rw->t);  /* all bits set if valid */
@@ -93,72 +96,106 @@ static inline __attribute__((always_inline)) void FN(lstm_row)(const struct FN(l
     FN(vstore_n)(rw->y + at, FN(vselect)(ok, hv, FN(vdup)(0)), n);
 }
 
+/* The recurrent product of the ui-th block a thread visits in step s (of its blocks [u0, u1)),
+ * and the rows of its pointwise update in *rw (scratch: 5 vectors); returns the block's unit
+ * count n. */
+static inline int64_t FN(lstm_block)(const struct FN(lstm_ctx) *x, int64_t s, int64_t u0,
+                                     int64_t u1, int64_t ui, const real *hT_prev,
+                                     const real *h_prev, const real *c_prev, real *h, real *cs,
+                                     V *scratch, struct FN(lstm_rows) *rw)
+{
+    const struct PYRNN_CAT(pyrnn_call_, SFX) *c = x->c;
+    const int64_t T = c->T, B = c->B, H = c->H, G = 4, t = FN(step_at)(T, c->reverse, s);
+    const int64_t u = FN(block_at)(u0, u1, s, ui);
+    const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
+    real *gates = x->r.gates, *wpack = x->r.tail.wpack;
+    real *gh = x->r.tail.acc + u * B * G * VW;  /* [B][i,f,g,o][VW] h_prev @ w_hh^T */
+    const int64_t nu = FN(next_block)(u0, u1, s, ui);
+    FN(recur_tile)(B, G, H, hT_prev, wpack + u * H * G * VW, gh, c->lengths, t,
+                   nu < 0 ? NULL : wpack + nu * H * G * VW);
+    /* field by field: an initializer would zero the whole struct first, with a `rep stos` that
+     * cost batch 1 about 10 ns a block */
+    rw->lengths = c->lengths;
+    rw->t = t;
+    rw->gates = gates + t * B * G * H + ju;
+    rw->gh = gh;
+    rw->c_prev = c_prev + ju;
+    rw->h_prev = h_prev + ju;
+    rw->h = h + ju;
+    rw->cs = cs + ju;
+    rw->y = c->y + t * B * H + ju;
+    rw->H = H;
+    /* inference keeps neither the activations nor tanh(c): they go to scratch vectors */
+    rw->acts = c->training ? rw->gates : (real *)scratch;
+    rw->acts_row = c->training ? G * H : 0;
+    rw->acts_gate = c->training ? H : VW;
+    rw->tanh_c = c->training ? x->r.tanh_c + t * B * H + ju : (real *)(scratch + 4);
+    rw->tanh_c_stride = c->training ? H : 0;
+    for (int k = 0; k < G; k++)
+        rw->bias[k] = c->b_ih ? FN(vload_n)(c->b_ih + k * H + ju, n) +
+                                    FN(vload_n)(c->b_hh + k * H + ju, n)
+                              : FN(vdup)(0);
+    int64_t pu;
+    const int64_t pt = FN(next_visit)(T, c->reverse, u0, u1, s, ui, &pu);
+    rw->pf_gates = gates + (pt < 0 ? t : pt) * B * G * H + pu * VW;
+    rw->pf_y = c->y + (pt < 0 ? t : pt) * B * H + pu * VW;
+    rw->pf_n = H - pu * VW < VW ? H - pu * VW : VW;
+    return n;
+}
+
 static void FN(lstm_forward_team)(void *vctx, int tid, int nth)
 {
     const struct FN(lstm_ctx) *x = vctx;
     const struct PYRNN_CAT(pyrnn_call_, SFX) *c = x->c;
     const int64_t T = c->T, B = c->B, H = c->H, G = 4;
-    real *gates = x->r.gates, *acc = x->r.tail.acc, *wpack = x->r.tail.wpack;
     real *hT = x->r.tail.tbuf;
     int64_t u0, u1, j0, j1;
     FN(own_blocks)(x->nblk, tid, nth, &u0, &u1);
     FN(own_units)(H, u0, u1, &j0, &j1);
-    FN(pack_tiles)(c->w_hh, H, G, VW, u0, u1, wpack);
+    FN(pack_tiles)(c->w_hh, H, G, VW, u0, u1, x->r.tail.wpack);
     FN(init_state)(c->h0, B, H, j0, j1, FN(lstm_state)(x, 0, 0), hT);
     FN(init_state)(c->c0, B, H, j0, j1, FN(lstm_state)(x, 1, 0), NULL);
     pyrnn_barrier(nth);
 
     // 2. time loop: recurrent product and the fused pointwise update
     for (int64_t s = 0; s < T; s++) {
-        const int64_t t = FN(step_at)(T, c->reverse, s);
         const real *h_prev = FN(lstm_state)(x, 0, s), *c_prev = FN(lstm_state)(x, 1, s);
         real *h = s + 1 < T ? FN(lstm_state)(x, 0, s + 1) : c->h_n;
         real *cs = s + 1 < T ? FN(lstm_state)(x, 1, s + 1) : c->c_n;
         const real *hT_prev = hT + (s & 1) * H * B;
         real *hT_next = hT + ((s + 1) & 1) * H * B;
-        for (int64_t ui = 0; ui < u1 - u0; ui++) {
-            const int64_t u = FN(block_at)(u0, u1, s, ui);
-            const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
-            real *gh = acc + u * B * G * VW;  /* [B][i,f,g,o][VW] h_prev @ w_hh^T */
-            const int64_t nu = FN(next_block)(u0, u1, s, ui);
-            FN(recur_tile)(B, G, H, hT_prev, wpack + u * H * G * VW, gh, c->lengths, t,
-                           nu < 0 ? NULL : wpack + nu * H * G * VW);
-            V scratch;  /* where tanh(c) goes when it is not kept */
-            /* field by field: an initializer would zero the whole struct first, with a
-             * `rep stos` that cost batch 1 about 10 ns a block */
-            struct FN(lstm_rows) rw;
-            rw.lengths = c->lengths;
-            rw.t = t;
-            rw.gates = gates + t * B * G * H + ju;
-            rw.gh = gh;
-            rw.c_prev = c_prev + ju;
-            rw.h_prev = h_prev + ju;
-            rw.h = h + ju;
-            rw.cs = cs + ju;
-            rw.y = c->y + t * B * H + ju;
-            rw.H = H;
-            rw.tanh_c = c->training ? x->r.tanh_c + t * B * H + ju : (real *)&scratch;
-            rw.tanh_c_stride = c->training ? H : 0;
-            for (int k = 0; k < G; k++)
-                rw.bias[k] = c->b_ih ? FN(vload_n)(c->b_ih + k * H + ju, n) +
-                                           FN(vload_n)(c->b_hh + k * H + ju, n)
-                                     : FN(vdup)(0);
-            int64_t pu;
-            const int64_t pt = FN(next_visit)(T, c->reverse, u0, u1, s, ui, &pu);
-            rw.pf_gates = gates + (pt < 0 ? t : pt) * B * G * H + pu * VW;
-            rw.pf_y = c->y + (pt < 0 ? t : pt) * B * H + pu * VW;
-            rw.pf_n = H - pu * VW < VW ? H - pu * VW : VW;
-            if (n == VW) {  /* whole vectors: rows two at a time, whose chains interleave */
-                int64_t b = 0;
-                for (; b + 2 <= B; b += 2) {
-                    FN(lstm_row)(&rw, b, VW);
-                    FN(lstm_row)(&rw, b + 1, VW);
-                }
-                for (; b < B; b++) FN(lstm_row)(&rw, b, VW);
+        for (int64_t ui = 0; ui < u1 - u0;) {
+            /* batch 1 takes blocks two at a time: their one row each interleave as two rows of
+             * a block do (the pointwise update's chains are long: sigmoid, then tanh(c)) */
+            const int64_t nb = B == 1 && ui + 1 < u1 - u0 ? 2 : 1;
+            struct FN(lstm_rows) rw[2];
+            V scratch[2][5];  /* where what inference does not keep goes */
+            int64_t n[2];
+            for (int64_t k = 0; k < nb; k++)
+                n[k] = FN(lstm_block)(x, s, u0, u1, ui + k, hT_prev, h_prev, c_prev, h, cs,
+                                      scratch[k], &rw[k]);
+            if (nb == 2 && n[0] == VW && n[1] == VW) {
+                FN(lstm_row)(&rw[0], 0, VW);
+                FN(lstm_row)(&rw[1], 0, VW);
             } else {
-                for (int64_t b = 0; b < B; b++) FN(lstm_row)(&rw, b, n);
+                for (int64_t k = 0; k < nb; k++) {
+                    if (n[k] == VW) {  /* whole vectors: rows two at a time, likewise */
+                        int64_t b = 0;
+                        for (; b + 2 <= B; b += 2) {
+                            FN(lstm_row)(&rw[k], b, VW);
+                            FN(lstm_row)(&rw[k], b + 1, VW);
+                        }
+                        for (; b < B; b++) FN(lstm_row)(&rw[k], b, VW);
+                    } else {
+                        for (int64_t b = 0; b < B; b++) FN(lstm_row)(&rw[k], b, n[k]);
+                    }
+                }
             }
-            FN(transpose_rows)(h + ju, H, B, n, ju, hT_next);
+            for (int64_t k = 0; k < nb; k++) {
+                const int64_t ju = FN(block_at)(u0, u1, s, ui + k) * VW;
+                FN(transpose_rows)(h + ju, H, B, n[k], ju, hT_next);
+            }
+            ui += nb;
         }
         if (s + 1 < T) pyrnn_barrier(nth);
     }

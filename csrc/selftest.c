@@ -156,6 +156,11 @@ int main(int argc, char **argv)
         printf("%s\n", pyrnn_isa_name());
         return 0;
     }
+    if (argc > 1 && strcmp(argv[1], "--barrier") == 0) {  /* measured unless in the environment */
+        const double ns = pyrnn_barrier_ns();
+        printf("barrier: %.0f ns\n", ns);
+        return !(ns >= 1);
+    }
     /* T, B, I, H: singletons, vector tails, batch 1, and large enough for two threads */
     static const int64_t shapes[][4] = {
         {1, 1, 1, 1}, {4, 3, 5, 7}, {5, 13, 3, 20}, {6, 1, 8, 33}, {3, 2, 40, 1},

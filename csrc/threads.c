@@ -98,10 +98,51 @@ int64_t pyrnn_l1d_bytes(void)
     return bytes;
 }
 
+/* The thresholds the kernels pass to pyrnn_threads_for were measured where one barrier of a
+ * two-thread team takes about this long (benchmarks/kernel_parts.c `barrier`: 51-80 ns, AMD
+ * Zen 5). Where the cores are further apart (a virtual machine's vCPUs: 325 ns seen) a second
+ * thread must save more per step to pay, so the thresholds grow in proportion, up to
+ * MAX_SCALE (large problems keep the team even if the measurement met a busy core). */
+#define REFERENCE_BARRIER_NS 60.0
+#define MAX_SCALE 8.0
+
+static double measured_barrier_ns(void);
+
+/* Calls that met a contended measurement before one was not; after MEASURE_ATTEMPTS the machine
+ * counts as busy, and its barrier as slow as MAX_SCALE allows (one thread serves a busy machine
+ * better: benchmarks/RESULTS.md). */
+#define MEASURE_ATTEMPTS 3
+static atomic_long barrier_ns_setting = 0;  /* 0: not measured nor read yet */
+static atomic_int contended_attempts = 0;
+
+double pyrnn_barrier_ns(void)
+{
+    long ns = atomic_load_explicit(&barrier_ns_setting, memory_order_relaxed);
+    if (ns > 0) return (double)ns;
+    const char *env = getenv("PYRNN_BARRIER_NS");
+    char *end = NULL;
+    const long n = env && *env ? strtol(env, &end, 10) : 0;
+    if (end && *end == '\0' && n >= 1 && n <= 1000000) {
+        ns = n;
+    } else {
+        const double measured = PYRNN_TEAM ? measured_barrier_ns() : REFERENCE_BARRIER_NS;
+        if (measured == 0 && atomic_fetch_add(&contended_attempts, 1) + 1 < MEASURE_ATTEMPTS)
+            return REFERENCE_BARRIER_NS * MAX_SCALE;  /* for this call; measured again later */
+        ns = measured == 0 ? (long)(REFERENCE_BARRIER_NS * MAX_SCALE) : (long)(measured + 0.5);
+        if (ns < 1) ns = 1;
+    }
+    atomic_store_explicit(&barrier_ns_setting, ns, memory_order_relaxed);
+    return (double)ns;
+}
+
 int pyrnn_threads_for(double work, double per_thread, int64_t max_parts)
 {
     if (!PYRNN_TEAM) return 1;
     int64_t n = pyrnn_get_num_threads();
+    if (n > 1 && work >= 2.0 * per_thread) {  /* else one thread, whatever the barrier costs */
+        const double scale = pyrnn_barrier_ns() / REFERENCE_BARRIER_NS;
+        per_thread *= scale < 1.0 ? 1.0 : scale > MAX_SCALE ? MAX_SCALE : scale;
+    }
     const double useful = work / per_thread;
     if (useful < (double)n) n = useful < 1.0 ? 1 : (int64_t)useful;
     if (n > max_parts) n = max_parts;
@@ -211,6 +252,53 @@ void pyrnn_barrier(int nth)
     }
 }
 
+/* ---- the barrier's cost, measured ---- */
+
+#define TIMED_BARRIERS 32
+#define TIMED_RUNS 8
+/* A barrier this slow shared a core with another busy thread (NumPy's BLAS threads spin for
+ * about 0.1 s after each call, for one): it says nothing about the machine, so the measurement
+ * stops there rather than wait out more scheduler time slices. */
+#define CONTENDED_NS 10000
+
+struct barrier_timing {
+    double best_ns;     /* 0 until a run of TIMED_BARRIERS without a contended one */
+    atomic_int stop_at; /* the barrier after which the team stops, set by thread 0 */
+};
+
+/* Thread 0 times up to TIMED_RUNS runs of TIMED_BARRIERS barriers and keeps the fastest run.
+ * After a contended barrier it sets stop_at two barriers on: its store precedes its arrival at
+ * the next barrier, so every thread has seen it when it checks after that one. */
+static void time_barriers(void *ctx, int tid, int nth)
+{
+    struct barrier_timing *timing = ctx;
+    if (nth < 2) return;  /* no team (a forked child): nothing to measure */
+    pyrnn_barrier(nth);
+    int64_t run_start = now_ns(), last = run_start;
+    for (int i = 1; i <= TIMED_RUNS * TIMED_BARRIERS; i++) {
+        pyrnn_barrier(nth);
+        if (i >= atomic_load(&timing->stop_at)) return;
+        if (tid != 0) continue;
+        const int64_t t = now_ns();
+        if (t - last > CONTENDED_NS) atomic_store(&timing->stop_at, i + 2);
+        last = t;
+        if (i % TIMED_BARRIERS == 0) {
+            const double ns = (double)(t - run_start) / TIMED_BARRIERS;
+            if (atomic_load(&timing->stop_at) > i && (timing->best_ns == 0 || ns < timing->best_ns))
+                timing->best_ns = ns;
+            run_start = t;
+        }
+    }
+}
+
+/* The fastest uncontended run's ns per barrier, or 0 when the first run met a contended one. */
+static double measured_barrier_ns(void)
+{
+    struct barrier_timing timing = {0, TIMED_RUNS * TIMED_BARRIERS + 1};
+    pyrnn_team(2, time_barriers, &timing);
+    return timing.best_ns;
+}
+
 void pyrnn_team(int nth, void (*body)(void *ctx, int tid, int nth), void *ctx)
 {
     nth = team_size(nth);
@@ -230,6 +318,11 @@ void pyrnn_team(int nth, void (*body)(void *ctx, int tid, int nth), void *ctx)
 }
 
 #else
+
+static double measured_barrier_ns(void)
+{
+    return REFERENCE_BARRIER_NS;  /* never called: one thread, nothing to decide */
+}
 
 void pyrnn_team(int nth, void (*body)(void *ctx, int tid, int nth), void *ctx)
 {

@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -62,3 +63,27 @@ def test_sanitizer_job_runs_clean():
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "sanitize: clean" in out.stdout
     assert "0 failure(s)" in out.stdout
+
+
+def barrier_ns_in_a_fresh_process(setting):
+    """What a new process's kernels take the barrier to cost, with PYRNN_BARRIER_NS = setting
+    (None: unset), after one call big enough for a team."""
+    code = ("import numpy as np, pyrnn; from pyrnn import _c; pyrnn.set_num_threads(2); "
+            "pyrnn.LSTM(40, 160, backend='c', seed=0)(np.ones((3, 24, 40), np.float32)); "
+            "print(_c.info()['barrier_ns'])")
+    env = {k: v for k, v in os.environ.items() if k != "PYRNN_BARRIER_NS"}
+    if setting is not None:
+        env["PYRNN_BARRIER_NS"] = setting
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, timeout=120)
+    return float(out.stdout.strip())
+
+
+def test_the_barrier_cost_is_measured_or_taken_from_the_environment():
+    assert barrier_ns_in_a_fresh_process("250") == 250
+    for setting in (None, "0", "fast"):  # unset or not a count: measured
+        ns = barrier_ns_in_a_fresh_process(setting)
+        if _c.info()["thread_team"]:
+            assert 1 <= ns <= 1e6
+        else:
+            assert ns == 60  # nothing to measure: the thresholds stand as they are
