@@ -1,6 +1,7 @@
-"""Time one C kernel call directly: forward (training) and forward+backward, min and median ms.
+"""Time one C kernel call directly: inference forward, training forward and forward+backward, min
+and median ms.
 
-    python benchmarks/time_kernel.py CELL T B I H [REPEATS] [--only fwd|fwd+bwd]
+    python benchmarks/time_kernel.py CELL T B I H [REPEATS] [--only infer|fwd|fwd+bwd]
     # CELL: rnn, lstm or gru; --only times one pass (e.g. under `perf record`)
 
 The thread count comes from PYRNN_NUM_THREADS. RESULTS.md's measurements of the thread team on a
@@ -25,7 +26,8 @@ def main() -> None:
     parser.add_argument("cell", choices=list(GATES))
     parser.add_argument("sizes", type=int, nargs=4, metavar="T B I H")
     parser.add_argument("repeats", type=int, nargs="?", default=20)
-    parser.add_argument("--only", choices=["fwd", "fwd+bwd"], help="time this pass alone")
+    parser.add_argument("--only", choices=["infer", "fwd", "fwd+bwd"],
+                        help="time this pass alone")
     args = parser.parse_args()
     cell, (T, B, I, H), G = args.cell, args.sizes, GATES[args.cell]
     rng = np.random.default_rng(0)
@@ -40,6 +42,9 @@ def main() -> None:
     ws = np.empty(getattr(_c, f"{cell}_workspace_len")(T, B, I, H, True, *variant), np.float32)
     forward, backward = getattr(_c, f"{cell}_forward"), getattr(_c, f"{cell}_backward")
 
+    def infer():
+        forward(x, *states, *weights, None, ws, training=False)
+
     def fwd():
         forward(x, *states, *weights, None, ws, training=True)
 
@@ -48,7 +53,7 @@ def main() -> None:
         backward(x, *states, *weights, None, dy, *states, ws)
 
     parts = []
-    for name, run in (("fwd", fwd), ("fwd+bwd", fwd_bwd)):
+    for name, run in (("infer", infer), ("fwd", fwd), ("fwd+bwd", fwd_bwd)):
         if args.only not in (None, name):
             continue
         run()
