@@ -32,10 +32,13 @@ case "$("$BUILD/selftest" --isa)" in
     avx2) paths=("" "avx2") ;;
     *) paths=("") ;;
 esac
-# the team's barrier measured once under the sanitizers; then the thread decisions of a machine
-# whose barrier costs what the kernels' thresholds assume, so the shapes meant for two threads
-# get them however slow the instrumented barrier is
+# the team's barrier measured under the sanitizers, and the thread decisions scaled by it (also
+# by costs below the thresholds' 60 ns and past their 8x cap); then the decisions of a machine
+# whose barrier costs what the thresholds assume, so the shapes meant for two threads get them
+# however slow the instrumented barrier is
 env -u PYRNN_BARRIER_NS "$BUILD/selftest" --barrier
+PYRNN_BARRIER_NS=30 "$BUILD/selftest" --barrier
+PYRNN_BARRIER_NS=2000 "$BUILD/selftest" --barrier
 export PYRNN_BARRIER_NS=60
 for disable in "${paths[@]}"; do
     PYRNN_DISABLE_CPU_FEATURES="$disable" "$BUILD/selftest"

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pyrnn.h"
+#include "common.h" /* pyrnn.h and the thread decisions */
 
 static int failures = 0;
 
@@ -159,7 +159,15 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "--barrier") == 0) {  /* measured unless in the environment */
         const double ns = pyrnn_barrier_ns();
         printf("barrier: %.0f ns\n", ns);
-        return !(ns >= 1);
+        CHECK(ns >= 1, "barrier cost %g", ns);
+        if (pyrnn_has_thread_team()) {  /* thresholds scale by ns / 60, within 1x..8x */
+            const double scale = ns / 60 < 1 ? 1 : ns / 60 > 8 ? 8 : ns / 60;
+            pyrnn_set_num_threads(2);
+            CHECK(pyrnn_threads_for(1.5e6 * scale, 1e6, 8) == 1, "one thread below the threshold");
+            CHECK(pyrnn_threads_for(2.5e6 * scale, 1e6, 8) == 2, "two threads above it");
+            CHECK(pyrnn_threads_for(1e9, 1e6, 1) == 1, "more threads than parts");
+        }
+        return failures != 0;
     }
     /* T, B, I, H: singletons, vector tails, batch 1, and large enough for two threads */
     static const int64_t shapes[][4] = {

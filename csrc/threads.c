@@ -44,14 +44,20 @@
 
 static atomic_int setting = 0;  /* 0: not read from the environment yet */
 
+/* $name as a whole number in [1, max], or 0 when unset or anything else. */
+static long env_count(const char *name, long max)
+{
+    const char *env = getenv(name);
+    if (!env || !*env) return 0;
+    char *end;
+    const long n = strtol(env, &end, 10);
+    return *end == '\0' && n >= 1 && n <= max ? n : 0;
+}
+
 static int initial_threads(void)
 {
-    const char *env = getenv("PYRNN_NUM_THREADS");
-    if (env && *env) {
-        char *end;
-        const long n = strtol(env, &end, 10);
-        if (*end == '\0' && n >= 1 && n <= MAX_THREADS) return (int)n;
-    }
+    const long env = env_count("PYRNN_NUM_THREADS", MAX_THREADS);
+    if (env) return (int)env;
 #if PYRNN_TEAM
     const int n = omp_get_max_threads();
     return n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : n;
@@ -119,13 +125,9 @@ double pyrnn_barrier_ns(void)
 {
     long ns = atomic_load_explicit(&barrier_ns_setting, memory_order_relaxed);
     if (ns > 0) return (double)ns;
-    const char *env = getenv("PYRNN_BARRIER_NS");
-    char *end = NULL;
-    const long n = env && *env ? strtol(env, &end, 10) : 0;
-    if (end && *end == '\0' && n >= 1 && n <= 1000000) {
-        ns = n;
-    } else {
-        const double measured = PYRNN_TEAM ? measured_barrier_ns() : REFERENCE_BARRIER_NS;
+    ns = env_count("PYRNN_BARRIER_NS", 1000000);
+    if (ns == 0) {
+        const double measured = measured_barrier_ns();
         if (measured == 0 && atomic_fetch_add(&contended_attempts, 1) + 1 < MEASURE_ATTEMPTS)
             return REFERENCE_BARRIER_NS * MAX_SCALE;  /* for this call; measured again later */
         ns = measured == 0 ? (long)(REFERENCE_BARRIER_NS * MAX_SCALE) : (long)(measured + 0.5);
@@ -321,7 +323,7 @@ void pyrnn_team(int nth, void (*body)(void *ctx, int tid, int nth), void *ctx)
 
 static double measured_barrier_ns(void)
 {
-    return REFERENCE_BARRIER_NS;  /* never called: one thread, nothing to decide */
+    return REFERENCE_BARRIER_NS;  /* no team: the thresholds stand as they are */
 }
 
 void pyrnn_team(int nth, void (*body)(void *ctx, int tid, int nth), void *ctx)
