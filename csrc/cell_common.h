@@ -152,6 +152,97 @@ static void FN(dh_update)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c, int64_t t
     }
 }
 
+/* The forward's input projection, gates[t] = x[t] @ w_ih^T for all steps (one GEMM), and its
+ * time loop. When the loop runs on one thread and the setting allows two, the second thread
+ * computes the projection step by step in visit order while the first runs the loop, which
+ * waits (rarely: a step of the GEMM takes a fraction of a step of the loop) for the steps it
+ * reaches; the loop's wait is FN(projected). A GEMM's elements do not depend on its blocking,
+ * so the gates are the same bits either way. The loop then reads gates the other core wrote,
+ * which its row prefetches cover: benchmarks/time_kernel.py forward, LSTM 100x1x32x64 0.082-
+ * 0.084 -> 0.071-0.072 ms, GRU 0.062-0.064 -> 0.054-0.055, LSTM 100x16x32x64 0.80-0.81 ->
+ * 0.69-0.71, RNN 200x16x64x128 1.24-1.33 -> 1.13 (one core's loop beside the other's GEMM). */
+struct FN(projection) {
+    struct FN(gemm) g;         /* the whole projection, B's panels in g.bpack */
+    int64_t T, B;
+    int reverse;
+    _Alignas(64) atomic_long steps;  /* steps done, in visit order (release) */
+};
+
+/* The loop's entry: body(ctx, tid, nth), where ctx is the cell's context. */
+struct FN(projected_loop) {
+    struct FN(projection) *proj;
+    void (*body)(void *ctx, int tid, int nth);
+    void *ctx;
+};
+
+/* Visit steps [s0, s1) of the projection, on the calling thread. */
+static void FN(project_steps)(struct FN(projection) *p, int64_t s0, int64_t s1, real *apack,
+                              real *ctile)
+{
+    const int64_t B = p->B, t0 = p->reverse ? p->T - s1 : s0, t1 = p->reverse ? p->T - s0 : s1;
+    const int64_t npan = (p->g.N + GEMM_NR - 1) / GEMM_NR;
+    for (int64_t i0 = t0 * B; i0 < t1 * B; i0 += GEMM_MC) {
+        const int64_t mc = t1 * B - i0 < GEMM_MC ? t1 * B - i0 : GEMM_MC;
+        FN(gemm_block)(&p->g, i0, mc, 0, p->g.K, 0, npan, apack, ctile);
+    }
+}
+
+static void FN(projected_loop_body)(void *vctx, int tid, int nth)
+{
+    struct FN(projected_loop) *pl = vctx;
+    struct FN(projection) *p = pl->proj;
+    if (tid == 0 && nth > 1) {  /* the loop, on one thread */
+        pl->body(pl->ctx, 0, 1);
+        return;
+    }
+    real apack[GEMM_MC * GEMM_KC] __attribute__((aligned(64)));
+    real ctile[GEMM_MR * GEMM_NR] __attribute__((aligned(64)));
+    const int64_t npan = (p->g.N + GEMM_NR - 1) / GEMM_NR;
+    for (int64_t q = 0; q < npan; q++)
+        FN(pack_b)(&p->g, q, 0, p->g.K, p->g.bpack + q * p->g.K * GEMM_NR);
+    /* chunks of steps from one (the loop waits for the first), doubling */
+    int64_t chunk = 1;
+    for (int64_t s0 = 0; s0 < p->T; s0 += chunk, chunk *= 2) {
+        const int64_t s1 = p->T - s0 < chunk ? p->T : s0 + chunk;
+        FN(project_steps)(p, s0, s1, apack, ctile);
+        atomic_store_explicit(&p->steps, s1, memory_order_release);
+    }
+    if (nth == 1) pl->body(pl->ctx, 0, 1);  /* no team mate came: one after the other */
+}
+
+/* Waits until visit step s of the projection is done (p NULL: all were, beforehand). */
+static inline void FN(projected)(const struct FN(projection) *p, int64_t s)
+{
+    if (p) pyrnn_wait_count(&p->steps, (long)(s + 1));
+}
+
+/* Runs the projection gates[T*B, N] = x @ w_ih^T (x: [T*B, I], w_ih: [N, I]) and then the
+ * loop body on nth threads; or, when nth is 1 and a second thread may run, both at once (then
+ * *proj points at the projection for the loop's waits while it runs). */
+static void FN(project_then_loop)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c, int64_t N,
+                                  real *gates, real *bpack, int nth,
+                                  void (*body)(void *ctx, int tid, int nth), void *ctx,
+                                  const struct FN(projection) **proj)
+{
+    const int64_t T = c->T, B = c->B, I = c->I;
+    struct FN(projection) p = {{T * B, N, I, c->x, I, 1, c->w_ih, 1, I, gates, N, 0, bpack},
+                               T, B, c->reverse};
+    atomic_init(&p.steps, 0);
+    /* one K block (B packed once), and enough of a GEMM (0.4 MFLOP, 3 us on one core) to pay
+     * for starting the team: at 0.2 MFLOP (LSTM 25x1x32x64, RNN 50x1x32x64) it broke even */
+    if (nth > 1 || I > GEMM_KC || 2.0 * (double)(T * B) * (double)N * (double)I < 4e5 ||
+        !pyrnn_has_thread_team() || pyrnn_get_num_threads() < 2) {
+        FN(gemm_run)(T * B, N, I, c->x, I, 1, c->w_ih, 1, I, gates, N, 0, bpack);
+        *proj = NULL;
+        pyrnn_team(nth, body, ctx);
+        return;
+    }
+    struct FN(projected_loop) pl = {&p, body, ctx};
+    *proj = &p;
+    pyrnn_team(2, FN(projected_loop_body), &pl);
+    *proj = NULL;
+}
+
 /* The regions every cell appends to the reference's (workspace.c sizes them):
  *   acc   [G*B*Hp]   recurrent sums of the current step, per unit block [nblk][B][tile]
  *   tbuf  [2,G*H,B]  transposed states (forward) or gate gradients (backward), two steps
