@@ -3,7 +3,6 @@
 #ifndef PYRNN_COMMON_H
 #define PYRNN_COMMON_H
 
-#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -49,10 +48,6 @@ static inline void pyrnn_share(int64_t n, int tid, int nth, int64_t *begin, int6
 }
 /* Waits until all nth threads of the running team have arrived (nothing when nth is 1). */
 void pyrnn_barrier(int nth);
-/* Returns once *count >= want (acquire), the count a team mate raises with release stores as
- * it finishes work: it spins for 100 us, then yields the core between looks (the writer makes
- * no system call to wake anyone). */
-void pyrnn_wait_count(const atomic_long *count, long want);
 
 /* ---- argument validation (workspace.c, validate.c) ---- */
 /* PYRNN_OK when sizes are >= 1 and small enough that every workspace offset fits int64. */

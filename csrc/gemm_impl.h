@@ -331,38 +331,6 @@ static void FN(pack_b)(const struct FN(gemm) *g, int64_t p, int64_t k0, int64_t 
     }
 }
 
-/* C's rows [i0, i0 + mc) (mc <= GEMM_MC) over panels [pb, pe) for the K block at k0, whose
- * panels are packed in g->bpack: A's block is packed into apack, then the micro-kernel runs
- * tile by tile (one thread; ctile: a tile's scratch). */
-static void FN(gemm_block)(const struct FN(gemm) *g, int64_t i0, int64_t mc, int64_t k0,
-                           int64_t kc, int64_t pb, int64_t pe, real *apack, real *ctile)
-{
-    const int load = k0 > 0 || g->accumulate;
-    FN(pack_a)(g, i0, mc, k0, kc, apack);
-    for (int64_t p = pb; p < pe; p++) {
-        const int64_t n0 = p * GEMM_NR;
-        const int64_t nr = g->N - n0 < GEMM_NR ? g->N - n0 : GEMM_NR;
-        const real *bp = g->bpack + p * kc * GEMM_NR;
-        for (int64_t i = 0; i < mc; i += GEMM_MR) {
-            const int mr = mc - i < GEMM_MR ? (int)(mc - i) : GEMM_MR;
-            real *cp = g->C + (i0 + i) * g->ldc + n0;
-            const real *ap = apack + i * kc;
-            if (nr == GEMM_NR) {
-                FN(mk)(mr, GEMM_NV, kc, ap, GEMM_MR, bp, GEMM_NR, cp, g->ldc, load,
-                       (const char *)bp, 0);
-                continue;
-            }
-            /* the last, partial panel goes through a full-width tile */
-            for (int r = 0; r < mr && load; r++)
-                memcpy(ctile + r * GEMM_NR, cp + r * g->ldc, (size_t)nr * sizeof(real));
-            FN(mk)(mr, GEMM_NV, kc, ap, GEMM_MR, bp, GEMM_NR, ctile, GEMM_NR, load,
-                   (const char *)bp, 0);
-            for (int r = 0; r < mr; r++)
-                memcpy(cp + r * g->ldc, ctile + r * GEMM_NR, (size_t)nr * sizeof(real));
-        }
-    }
-}
-
 static void FN(gemm_body)(void *ctx, int tid, int nth)
 {
     const struct FN(gemm) *g = ctx;
@@ -379,12 +347,35 @@ static void FN(gemm_body)(void *ctx, int tid, int nth)
 
     for (int64_t k0 = 0; k0 < g->K; k0 += GEMM_KC) {
         const int64_t kc = g->K - k0 < GEMM_KC ? g->K - k0 : GEMM_KC;
+        const int load = k0 > 0 || g->accumulate;
         if (k0 > 0) pyrnn_barrier(nth);  /* everyone is done with the previous panels */
         for (int64_t p = p0; p < p1; p++) FN(pack_b)(g, p, k0, kc, g->bpack + p * kc * GEMM_NR);
         pyrnn_barrier(nth);
         for (int64_t ib = mb; ib < me; ib++) {
             const int64_t i0 = ib * GEMM_MC, mc = g->M - i0 < GEMM_MC ? g->M - i0 : GEMM_MC;
-            FN(gemm_block)(g, i0, mc, k0, kc, pb, pe, apack, ctile);
+            FN(pack_a)(g, i0, mc, k0, kc, apack);
+            for (int64_t p = pb; p < pe; p++) {
+                const int64_t n0 = p * GEMM_NR;
+                const int64_t nr = g->N - n0 < GEMM_NR ? g->N - n0 : GEMM_NR;
+                const real *bp = g->bpack + p * kc * GEMM_NR;
+                for (int64_t i = 0; i < mc; i += GEMM_MR) {
+                    const int mr = mc - i < GEMM_MR ? (int)(mc - i) : GEMM_MR;
+                    real *cp = g->C + (i0 + i) * g->ldc + n0;
+                    const real *ap = apack + i * kc;
+                    if (nr == GEMM_NR) {
+                        FN(mk)(mr, GEMM_NV, kc, ap, GEMM_MR, bp, GEMM_NR, cp, g->ldc, load,
+                               (const char *)bp, 0);
+                        continue;
+                    }
+                    /* the last, partial panel goes through a full-width tile */
+                    for (int r = 0; r < mr && load; r++)
+                        memcpy(ctile + r * GEMM_NR, cp + r * g->ldc, (size_t)nr * sizeof(real));
+                    FN(mk)(mr, GEMM_NV, kc, ap, GEMM_MR, bp, GEMM_NR, ctile, GEMM_NR, load,
+                           (const char *)bp, 0);
+                    for (int r = 0; r < mr; r++)
+                        memcpy(cp + r * g->ldc, ctile + r * GEMM_NR, (size_t)nr * sizeof(real));
+                }
+            }
         }
     }
 }

@@ -38,7 +38,6 @@ struct FN(gru_ctx) {
     const struct PYRNN_CAT(pyrnn_call_, SFX) *c;
     struct FN(gru_regions) r;
     int64_t nblk;
-    const struct FN(projection) *proj; /* the input projection under way, or NULL: done */
 };
 
 static inline real *FN(gru_state)(const struct FN(gru_ctx) *x, int64_t s)
@@ -99,7 +98,6 @@ static void FN(gru_forward_team)(void *vctx, int tid, int nth)
 
     // 2. time loop: recurrent product(s) and the fused pointwise update
     for (int64_t s = 0; s < T; s++) {
-        FN(projected)(x->proj, s);
         const int64_t t = FN(step_at)(T, c->reverse, s);
         const real *h_prev = FN(gru_state)(x, s);
         real *h = s + 1 < T ? FN(gru_state)(x, s + 1) : c->h_n;
@@ -173,13 +171,15 @@ static void FN(gru_forward_team)(void *vctx, int tid, int nth)
 
 static void FN(gru_forward)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c)
 {
-    const int64_t T = c->T, B = c->B, H = c->H;
+    const int64_t T = c->T, B = c->B, I = c->I, H = c->H;
     struct FN(gru_ctx) x = {c, FN(gru_carve)(c->workspace, T, B, H, c->training, c->flag),
                             (H + VW - 1) / VW};
     // 1. input projection for all steps as one GEMM: gates = x @ w_ih^T (+ the biases, added
-    //    in the time loop); then 2., the time loop
-    FN(project_then_loop)(c, 3 * H, x.r.gates, x.r.tail.bpack, FN(loop_threads)(3, B, H, x.nblk),
-                          FN(gru_forward_team), &x, &x.proj);
+    //    in the time loop)
+    FN(gemm_run)(T * B, 3 * H, I, c->x, I, 1, c->w_ih, 1, I, x.r.gates, 3 * H, 0,
+                 x.r.tail.bpack);
+    const int nth = FN(loop_threads)(3, B, H, x.nblk);
+    pyrnn_team(nth, FN(gru_forward_team), &x);
 }
 
 static void FN(gru_backward_team)(void *vctx, int tid, int nth)

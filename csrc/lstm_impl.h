@@ -34,7 +34,6 @@ struct FN(lstm_ctx) {
     const struct PYRNN_CAT(pyrnn_call_, SFX) *c;
     struct FN(lstm_regions) r;
     int64_t nblk;
-    const struct FN(projection) *proj; /* the input projection under way, or NULL: done */
 };
 
 /* The hidden (which = 0) or cell (1) state entering the s-th visited step. */
@@ -160,7 +159,6 @@ static void FN(lstm_forward_team)(void *vctx, int tid, int nth)
 
     // 2. time loop: recurrent product and the fused pointwise update
     for (int64_t s = 0; s < T; s++) {
-        FN(projected)(x->proj, s);
         const real *h_prev = FN(lstm_state)(x, 0, s), *c_prev = FN(lstm_state)(x, 1, s);
         real *h = s + 1 < T ? FN(lstm_state)(x, 0, s + 1) : c->h_n;
         real *cs = s + 1 < T ? FN(lstm_state)(x, 1, s + 1) : c->c_n;
@@ -205,13 +203,15 @@ static void FN(lstm_forward_team)(void *vctx, int tid, int nth)
 
 static void FN(lstm_forward)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c)
 {
-    const int64_t T = c->T, B = c->B, H = c->H;
+    const int64_t T = c->T, B = c->B, I = c->I, H = c->H;
     struct FN(lstm_ctx) x = {c, FN(lstm_carve)(c->workspace, T, B, H, c->training),
                              (H + VW - 1) / VW};
     // 1. input projection for all steps as one GEMM: gates = x @ w_ih^T (+ b_ih + b_hh, added
-    //    in the time loop); then 2., the time loop
-    FN(project_then_loop)(c, 4 * H, x.r.gates, x.r.tail.bpack, FN(loop_threads)(4, B, H, x.nblk),
-                          FN(lstm_forward_team), &x, &x.proj);
+    //    in the time loop)
+    FN(gemm_run)(T * B, 4 * H, I, c->x, I, 1, c->w_ih, 1, I, x.r.gates, 4 * H, 0,
+                 x.r.tail.bpack);
+    const int nth = FN(loop_threads)(4, B, H, x.nblk);
+    pyrnn_team(nth, FN(lstm_forward_team), &x);
 }
 
 static void FN(lstm_backward_team)(void *vctx, int tid, int nth)

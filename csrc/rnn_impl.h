@@ -30,7 +30,6 @@ struct FN(rnn_ctx) {
     const struct PYRNN_CAT(pyrnn_call_, SFX) *c;
     struct FN(rnn_regions) r;
     int64_t nblk;
-    const struct FN(projection) *proj; /* the input projection under way, or NULL: done */
 };
 
 /* The state entering the s-th visited step: hprev[t] when training, else a double buffer. */
@@ -58,7 +57,6 @@ static void FN(rnn_forward_team)(void *vctx, int tid, int nth)
 
     // 2. time loop: recurrent product and the fused pointwise update
     for (int64_t s = 0; s < T; s++) {
-        FN(projected)(x->proj, s);
         const int64_t t = FN(step_at)(T, c->reverse, s);
         const int64_t t2 = s + 1 < T ? FN(step_at)(T, c->reverse, s + 1) : -1;
         const real *h_prev = FN(rnn_state)(x, s);
@@ -101,13 +99,14 @@ static void FN(rnn_forward_team)(void *vctx, int tid, int nth)
 
 static void FN(rnn_forward)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c)
 {
-    const int64_t T = c->T, B = c->B, H = c->H;
+    const int64_t T = c->T, B = c->B, I = c->I, H = c->H;
     struct FN(rnn_ctx) x = {c, FN(rnn_carve)(c->workspace, T, B, H, c->training),
                             (H + VW - 1) / VW};
     // 1. input projection for all steps as one GEMM: gates = x @ w_ih^T (+ b_ih + b_hh, added
-    //    in the time loop); then 2., the time loop
-    FN(project_then_loop)(c, H, x.r.gates, x.r.tail.bpack, FN(loop_threads)(1, B, H, x.nblk),
-                          FN(rnn_forward_team), &x, &x.proj);
+    //    in the time loop)
+    FN(gemm_run)(T * B, H, I, c->x, I, 1, c->w_ih, 1, I, x.r.gates, H, 0, x.r.tail.bpack);
+    const int nth = FN(loop_threads)(1, B, H, x.nblk);
+    pyrnn_team(nth, FN(rnn_forward_team), &x);
 }
 
 static void FN(rnn_backward_team)(void *vctx, int tid, int nth)

@@ -233,17 +233,6 @@ static void bump(struct word *w)
 #endif
 }
 
-void pyrnn_wait_count(const atomic_long *count, long want)
-{
-    if (atomic_load_explicit(count, memory_order_acquire) >= want) return;
-    const int64_t deadline = now_ns() + SPIN_NS;
-    for (unsigned i = 1; atomic_load_explicit(count, memory_order_acquire) < want; i++) {
-        cpu_relax();
-        /* past the spin, the writer gets this core whenever it wants it (it may share it) */
-        if (i % 64 == 0 && now_ns() > deadline) sched_yield();
-    }
-}
-
 /* One team's barrier, on the stack of the thread that started the team; each member finds it
  * through a thread-local pointer (teams of concurrent calls each have their own). */
 struct team_barrier {
@@ -346,12 +335,6 @@ void pyrnn_team(int nth, void (*body)(void *ctx, int tid, int nth), void *ctx)
 void pyrnn_barrier(int nth)
 {
     (void)nth;
-}
-
-void pyrnn_wait_count(const atomic_long *count, long want)
-{
-    (void)count;
-    (void)want;  /* one thread: whatever it waits for, it has done itself */
 }
 
 #endif

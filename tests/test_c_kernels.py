@@ -202,27 +202,6 @@ def test_bit_identical_for_any_thread_count(cell, threads_restored):
             assert a is None or np.array_equal(a, b)
 
 
-@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
-@pytest.mark.parametrize("cell", CELLS, ids=cell_id)
-def test_projection_beside_a_one_thread_loop(cell, reverse, threads_restored):
-    """A loop too small for two threads runs on one while the other computes the input
-    projection step by step; with H=4 and I=256 the projection is the slower of the two, so
-    the loop keeps waiting for the steps it reaches (the workspace starts as NaN: a step read
-    before it was projected would show)."""
-    kind, flags = cell
-    p = make_problem(kind, 40, 8, 256, 4, np.float32, "spread", True, True, seed=3)
-    want = run(ref, kind, flags, p, reverse, training=True)
-    results = []
-    for n in (1, 2):
-        pyrnn.set_num_threads(n)
-        for training in (False, True):
-            results.append(run(_c, kind, flags, p, reverse, training))
-    assert_close(results[3], want, TOL[np.float32])
-    for a, b in zip(results[:2], results[2:]):
-        for u, v in zip(a, b):
-            assert u is None or np.array_equal(u, v)
-
-
 def test_concurrent_calls_from_python_threads(threads_restored):
     """Calls big enough for the thread team meet it busy and run on their own thread."""
     pyrnn.set_num_threads(2)
