@@ -2,7 +2,9 @@
 and median ms.
 
     python benchmarks/time_kernel.py CELL T B I H [REPEATS] [--only infer|fwd|fwd+bwd]
-    # CELL: rnn, lstm or gru; --only times one pass (e.g. under `perf record`)
+                                     [--idle MS]
+    # CELL: rnn, lstm or gru; --only times one pass (e.g. under `perf record`); --idle sleeps
+    # MS milliseconds before each timed call, as a program that calls now and then does
 
 The thread count comes from PYRNN_NUM_THREADS. RESULTS.md's measurements of the thread team on a
 busy machine use it next to `python -c "while True: pass" &` on one of the cores.
@@ -28,6 +30,8 @@ def main() -> None:
     parser.add_argument("repeats", type=int, nargs="?", default=20)
     parser.add_argument("--only", choices=["infer", "fwd", "fwd+bwd"],
                         help="time this pass alone")
+    parser.add_argument("--idle", type=float, default=0.0, metavar="MS",
+                        help="sleep this long before each timed call")
     args = parser.parse_args()
     cell, (T, B, I, H), G = args.cell, args.sizes, GATES[args.cell]
     rng = np.random.default_rng(0)
@@ -59,6 +63,8 @@ def main() -> None:
         run()
         times = []
         for _ in range(args.repeats):
+            if args.idle:
+                time.sleep(args.idle / 1e3)
             start = time.perf_counter()
             run()
             times.append(1e3 * (time.perf_counter() - start))

@@ -39,6 +39,19 @@ def test_time_kernel_times_one_pass():
     assert "fwd+bwd" not in result.stdout and "infer" not in result.stdout
 
 
+def test_time_kernel_idles_before_each_timed_call(monkeypatch, capsys):
+    pytest.importorskip("pyrnn._c", reason="the C extension is not built")
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import time_kernel
+    slept = []
+    monkeypatch.setattr(time_kernel.time, "sleep", slept.append)
+    monkeypatch.setattr(sys, "argv", ["time_kernel.py", "rnn", "3", "2", "4", "5", "3",
+                                      "--only", "infer", "--idle", "20"])
+    time_kernel.main()
+    assert slept == [0.02] * 3  # one per timed call, none before the warm-up
+    assert "infer min" in capsys.readouterr().out
+
+
 def test_kernel_tables_put_runs_side_by_side(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     pytest.importorskip("pyrnn._c", reason="the C extension is not built")
