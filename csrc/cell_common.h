@@ -102,14 +102,16 @@ static inline void FN(own_units)(int64_t H, int64_t u0, int64_t u1, int64_t *j0,
  * count as 2 MFLOP per L1 of weights, so batch 1 splits as soon as they spill (at batch 1,
  * benchmarks/time_kernel.py: LSTM H=64, 64 KiB of weights against 48 KiB of L1, 0.40 -> 0.32
  * us a step; H=128 1.52 -> 0.94 us; GRU H=64, 48 KiB, forward 0.041 -> 0.037 ms for 100 steps;
- * but 36 KiB, LSTM H=48 or RNN H=96, ran no faster on two threads). */
-static inline int FN(loop_threads)(int G, int64_t B, int64_t H, int64_t nblk)
+ * but 36 KiB, LSTM H=48 or RNN H=96, ran no faster on two threads). The T steps' flops are
+ * what waking a sleeping team is weighed against. */
+static inline int FN(loop_threads)(int G, int64_t T, int64_t B, int64_t H, int64_t nblk)
 {
     const double flops = 2.0 * G * (double)B * (double)H * (double)H;
     const double weight_bytes = (double)G * (double)H * (double)H * sizeof(real);
     const double l1 = (double)pyrnn_l1d_bytes();
     const double streamed = weight_bytes >= l1 ? 2e6 * weight_bytes / l1 : 0.0;
-    return pyrnn_threads_for(flops > streamed ? flops : streamed, 1e6, (nblk + 1) / 2);
+    return pyrnn_threads_for(flops > streamed ? flops : streamed, 1e6, (nblk + 1) / 2,
+                             (double)T * flops);
 }
 
 /* One pair q of unit blocks through a product with one vector per block:

@@ -33,10 +33,12 @@ enum pyrnn_isa pyrnn_isa(void);
 /* Bytes of one core's L1 data cache (the system's word where it gives one, else 32 KiB): the
  * time loops' thread count depends on whether the recurrent weights fit in it. */
 int64_t pyrnn_l1d_bytes(void);
-/* Threads for a parallel section doing `work` flops, when at least `per_thread` flops make a
- * thread worth waking where a barrier takes 60 ns (more in proportion where pyrnn_barrier_ns
- * says it takes longer), capped by the setting and by `max_parts` independent parts. */
-int pyrnn_threads_for(double work, double per_thread, int64_t max_parts);
+/* Threads for a parallel section doing `work` flops (a time loop: per step), when at least
+ * `per_thread` flops make a thread worth waking where a barrier takes 60 ns (more in proportion
+ * where pyrnn_barrier_ns says it takes longer), capped by the setting and by `max_parts`
+ * independent parts; one thread when the team has gone to sleep and the section's `total`
+ * flops would not pay for waking it (threads.c). */
+int pyrnn_threads_for(double work, double per_thread, int64_t max_parts, double total);
 /* Runs body(ctx, tid, nth) on nth threads (one team) and returns when all are done; on one
  * thread when the team is busy with another call. */
 void pyrnn_team(int nth, void (*body)(void *ctx, int tid, int nth), void *ctx);

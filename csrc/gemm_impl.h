@@ -390,8 +390,8 @@ static void FN(gemm_run)(int64_t M, int64_t N, int64_t K, const real *A, int64_t
 {
     struct FN(gemm) g = {M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, bpack};
     const int64_t npan = (N + GEMM_NR - 1) / GEMM_NR, nmb = (M + GEMM_MC - 1) / GEMM_MC;
-    const int nth = pyrnn_threads_for(2.0 * (double)M * (double)N * (double)K, 6e5,
-                                      npan > nmb ? npan : nmb);
+    const double flops = 2.0 * (double)M * (double)N * (double)K;
+    const int nth = pyrnn_threads_for(flops, 6e5, npan > nmb ? npan : nmb, flops);
     pyrnn_team(nth, FN(gemm_body), &g);
 }
 

@@ -210,7 +210,7 @@ static void FN(lstm_forward)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c)
     //    in the time loop)
     FN(gemm_run)(T * B, 4 * H, I, c->x, I, 1, c->w_ih, 1, I, x.r.gates, 4 * H, 0,
                  x.r.tail.bpack);
-    const int nth = FN(loop_threads)(4, B, H, x.nblk);
+    const int nth = FN(loop_threads)(4, T, B, H, x.nblk);
     pyrnn_team(nth, FN(lstm_forward_team), &x);
 }
 
@@ -287,7 +287,7 @@ static void FN(lstm_backward)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c)
 {
     const int64_t T = c->T, B = c->B, I = c->I, H = c->H;
     struct FN(lstm_ctx) x = {c, FN(lstm_carve)(c->workspace, T, B, H, 1), (H + VW - 1) / VW};
-    const int nth = FN(loop_threads)(4, B, H, x.nblk);
+    const int nth = FN(loop_threads)(4, T, B, H, x.nblk);
     pyrnn_team(nth, FN(lstm_backward_team), &x);
 
     // 2. weight gradients and dx, each one GEMM over all steps

@@ -105,7 +105,7 @@ static void FN(rnn_forward)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c)
     // 1. input projection for all steps as one GEMM: gates = x @ w_ih^T (+ b_ih + b_hh, added
     //    in the time loop)
     FN(gemm_run)(T * B, H, I, c->x, I, 1, c->w_ih, 1, I, x.r.gates, H, 0, x.r.tail.bpack);
-    const int nth = FN(loop_threads)(1, B, H, x.nblk);
+    const int nth = FN(loop_threads)(1, T, B, H, x.nblk);
     pyrnn_team(nth, FN(rnn_forward_team), &x);
 }
 
@@ -165,7 +165,7 @@ static void FN(rnn_backward)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c)
 {
     const int64_t T = c->T, B = c->B, I = c->I, H = c->H;
     struct FN(rnn_ctx) x = {c, FN(rnn_carve)(c->workspace, T, B, H, 1), (H + VW - 1) / VW};
-    const int nth = FN(loop_threads)(1, B, H, x.nblk);
+    const int nth = FN(loop_threads)(1, T, B, H, x.nblk);
     pyrnn_team(nth, FN(rnn_backward_team), &x);
 
     // 2. weight gradients and dx, each one GEMM over all steps

@@ -3,10 +3,12 @@
  * tails, batch 1, lengths and both thread counts; bad arguments must return an error status.
  * Prints one line per failure and exits non-zero if there was any (sanitizers abort on their
  * own). Not part of the Python extension. */
+#define _POSIX_C_SOURCE 200809L /* nanosleep, clock_gettime */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common.h" /* pyrnn.h and the thread decisions */
 
@@ -150,6 +152,50 @@ static void bad_arguments(void)
     CHECK(pyrnn_rnn_workspace_len((int64_t)1 << 62, 1, 1, 1, 1) == -1, "huge T accepted");
 }
 
+static void nothing(void *ctx, int tid, int nth)
+{
+    (void)ctx, (void)tid, (void)nth;
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+static void sleep_ms(double ms)
+{
+    const struct timespec ts = {0, (long)(ms * 1e6)};
+    nanosleep(&ts, NULL);
+}
+
+/* threads.c's idle rule with its default idle time (2 ms) and steady time (10 ms): a small
+ * section (1e6 flops) gets the team it asks for while the team is warm, one thread once the
+ * team has idled, and the team again once sections have kept coming; a large one always. */
+static void idle_team(void)
+{
+    if (!pyrnn_has_thread_team()) return;
+    pyrnn_set_num_threads(2);
+    const double work = 2.5e6 * 8;  /* two threads at any barrier cost (the scale's 8x cap) */
+    pyrnn_team(2, nothing, NULL);
+    CHECK(pyrnn_threads_for(work, 1e6, 8, 1e6) == 2, "a warm team refused");
+    sleep_ms(5);
+    CHECK(pyrnn_threads_for(work, 1e6, 8, 1e6) == 1, "an idle team woken for a small section");
+    CHECK(pyrnn_threads_for(work, 1e6, 8, 1e9) == 2, "an idle team not woken for a large one");
+    /* one-thread sections 0.2 ms apart: not before 10 ms of them (a late wake-up that makes a
+     * gap of 2 ms only starts the count again), and by 0.5 s however busy the machine is */
+    const double begin = now_ms();
+    double woken = 0;
+    while (!woken && now_ms() - begin < 500) {
+        pyrnn_team(1, nothing, NULL);
+        sleep_ms(0.2);
+        if (pyrnn_threads_for(work, 1e6, 8, 1e6) == 2) woken = now_ms() - begin;
+    }
+    CHECK(woken >= 10, "the team woken after %.1f ms of steady sections (0: not in 0.5 s)",
+          woken);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "--isa") == 0) {  /* the path this machine picks */
@@ -163,10 +209,16 @@ int main(int argc, char **argv)
         if (pyrnn_has_thread_team()) {  /* thresholds scale by ns / 60, within 1x..8x */
             const double scale = ns / 60 < 1 ? 1 : ns / 60 > 8 ? 8 : ns / 60;
             pyrnn_set_num_threads(2);
-            CHECK(pyrnn_threads_for(1.5e6 * scale, 1e6, 8) == 1, "one thread below the threshold");
-            CHECK(pyrnn_threads_for(2.5e6 * scale, 1e6, 8) == 2, "two threads above it");
-            CHECK(pyrnn_threads_for(1e9, 1e6, 1) == 1, "more threads than parts");
+            /* sections large enough to wake a sleeping team, so its state does not matter */
+            CHECK(pyrnn_threads_for(1.5e6 * scale, 1e6, 8, 1e9) == 1,
+                  "one thread below the threshold");
+            CHECK(pyrnn_threads_for(2.5e6 * scale, 1e6, 8, 1e9) == 2, "two threads above it");
+            CHECK(pyrnn_threads_for(1e9, 1e6, 1, 1e9) == 1, "more threads than parts");
         }
+        return failures != 0;
+    }
+    if (argc > 1 && strcmp(argv[1], "--idle") == 0) {  /* a team gone to sleep is left asleep */
+        idle_team();
         return failures != 0;
     }
     /* T, B, I, H: singletons, vector tails, batch 1, and large enough for two threads */

@@ -14,6 +14,7 @@
 #define _GNU_SOURCE
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -137,7 +138,9 @@ double pyrnn_barrier_ns(void)
     return (double)ns;
 }
 
-int pyrnn_threads_for(double work, double per_thread, int64_t max_parts)
+static int leave_asleep(double total);
+
+int pyrnn_threads_for(double work, double per_thread, int64_t max_parts, double total)
 {
     if (!PYRNN_TEAM) return 1;
     int64_t n = pyrnn_get_num_threads();
@@ -148,6 +151,7 @@ int pyrnn_threads_for(double work, double per_thread, int64_t max_parts)
     const double useful = work / per_thread;
     if (useful < (double)n) n = useful < 1.0 ? 1 : (int64_t)useful;
     if (n > max_parts) n = max_parts;
+    if (n > 1 && leave_asleep(total)) n = 1;
     return n < 1 ? 1 : (int)n;
 }
 
@@ -301,11 +305,72 @@ static double measured_barrier_ns(void)
     return timing.best_ns;
 }
 
+/* ---- a team that has gone to sleep ----
+ * An OpenMP worker spins for a few milliseconds after a region (GNU OpenMP: 3.5-4 ms here)
+ * and then sleeps. Waking it can cost milliseconds on a virtual machine: the woken worker is
+ * often put on the caller's own vCPU and waits there for a scheduler time slice, and a team on
+ * one vCPU waits out a spin at every barrier (benchmarks/RESULTS.md: after 10 ms idle, 2-3.8 ms
+ * to start the worker, the two on one vCPU in half the starts or more; LSTM 100x1x32x128 12 ms
+ * a call against 0.3). So once the team has not run for the idle time ($PYRNN_TEAM_IDLE_NS,
+ * 0: never count it asleep), a section of less than SMALL_SECTION_FLOPS (about a millisecond
+ * on one core) runs on one thread, unless sections have come with shorter gaps for STEADY_NS:
+ * a program calling steadily pays the wake once and keeps the team warm. */
+#define DEFAULT_IDLE_NS 2000000
+#define STEADY_NS 10000000
+#define SMALL_SECTION_FLOPS 1e8
+static atomic_llong idle_ns_setting = -1;  /* -1: not read yet */
+static atomic_llong team_end_ns = 0;       /* when the last team ended */
+static atomic_llong section_end_ns = 0;    /* when the last section ended, team or not */
+static atomic_llong steady_since_ns = 0;   /* when the current run of short gaps began */
+
+static long long team_idle_ns(void)
+{
+    long long ns = atomic_load_explicit(&idle_ns_setting, memory_order_relaxed);
+    if (ns < 0) {
+        const long n = env_count("PYRNN_TEAM_IDLE_NS", 1000000000);
+        const char *env = getenv("PYRNN_TEAM_IDLE_NS");
+        ns = n ? n : env && strcmp(env, "0") == 0 ? 0 : DEFAULT_IDLE_NS;
+        atomic_store_explicit(&idle_ns_setting, ns, memory_order_relaxed);
+    }
+    return ns;
+}
+
+/* Whether a section of `total` flops starting now should leave the team asleep (see above). */
+static int leave_asleep(double total)
+{
+    const long long idle = team_idle_ns();
+    if (total >= SMALL_SECTION_FLOPS || idle == 0) return 0;
+    const int64_t now = now_ns();
+    if (now - atomic_load_explicit(&team_end_ns, memory_order_relaxed) < idle) return 0;
+    if (now - atomic_load_explicit(&section_end_ns, memory_order_relaxed) >= idle) return 1;
+    return now - atomic_load_explicit(&steady_since_ns, memory_order_relaxed) < STEADY_NS;
+}
+
+/* The section clock (only when the setting allows a team: one thread has nothing to wake). */
+static int64_t section_start(void)
+{
+    if (pyrnn_get_num_threads() < 2) return 0;
+    const int64_t now = now_ns();
+    if (now - atomic_load_explicit(&section_end_ns, memory_order_relaxed) >= team_idle_ns())
+        atomic_store_explicit(&steady_since_ns, now, memory_order_relaxed);
+    return now;
+}
+
+static void section_end(int64_t start, int team)
+{
+    if (start == 0) return;
+    const int64_t now = now_ns();
+    atomic_store_explicit(&section_end_ns, now, memory_order_relaxed);
+    if (team) atomic_store_explicit(&team_end_ns, now, memory_order_relaxed);
+}
+
 void pyrnn_team(int nth, void (*body)(void *ctx, int tid, int nth), void *ctx)
 {
     nth = team_size(nth);
+    const int64_t start = section_start();
     if (nth <= 1) {
         body(ctx, 0, 1);
+        section_end(start, 0);
         return;
     }
     struct team_barrier barrier = {0};
@@ -317,6 +382,7 @@ void pyrnn_team(int nth, void (*body)(void *ctx, int tid, int nth), void *ctx)
         body(ctx, omp_get_thread_num(), omp_get_num_threads());
         current_barrier = outer;
     }
+    section_end(start, 1);
 }
 
 #else
@@ -324,6 +390,12 @@ void pyrnn_team(int nth, void (*body)(void *ctx, int tid, int nth), void *ctx)
 static double measured_barrier_ns(void)
 {
     return REFERENCE_BARRIER_NS;  /* no team: the thresholds stand as they are */
+}
+
+static int leave_asleep(double total)
+{
+    (void)total;
+    return 0;  /* no team to wake */
 }
 
 void pyrnn_team(int nth, void (*body)(void *ctx, int tid, int nth), void *ctx)

@@ -6,6 +6,9 @@ import os
 # cost the thresholds assume, so the shapes meant to run on two or three threads do on any
 # machine (tests/test_c_threads.py checks the measurement itself in a fresh process).
 os.environ.setdefault("PYRNN_BARRIER_NS", "60")
+# Nor may a team that idled between two tests run their small shapes on one thread (the idle
+# rule has its own test: selftest --idle, in the sanitizer job).
+os.environ.setdefault("PYRNN_TEAM_IDLE_NS", "0")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
