@@ -1,6 +1,7 @@
 """The benchmark scripts behind benchmarks/RESULTS.md still build and run: kernel_parts.c compiles
-against the kernels it times, time_kernel.py times a call, and test_kernels.py renders several
-runs side by side. (The timings themselves are never asserted.)"""
+against the kernels it times, time_kernel.py times a call, idle_calls.py times calls made now and
+then, and test_kernels.py renders several runs side by side. (The timings themselves are never
+asserted.)"""
 
 import json
 import os
@@ -50,6 +51,24 @@ def test_time_kernel_idles_before_each_timed_call(monkeypatch, capsys):
     time_kernel.main()
     assert slept == [0.02] * 3  # one per timed call, none before the warm-up
     assert "infer min" in capsys.readouterr().out
+
+
+def test_idle_calls_times_both_modules_each_round():
+    pytest.importorskip("torch")
+    result = subprocess.run(
+        [sys.executable, "benchmarks/idle_calls.py", "gru", "3", "2", "4", "5", "--idle", "0.5",
+         "--calls", "2", "--rounds", "2"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2 and all("idle 0.5 ms: torch.nn" in line and "pyrnn.torch" in line
+                                   and line.endswith("x") for line in lines), result.stdout
+
+
+def test_idle_calls_rejects_a_negative_idle():
+    pytest.importorskip("torch")
+    result = subprocess.run([sys.executable, "benchmarks/idle_calls.py", "rnn", "1", "1", "1", "1",
+                             "--idle", "-1"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "--idle: expected milliseconds >= 0" in result.stderr
 
 
 def test_kernel_tables_put_runs_side_by_side(tmp_path, monkeypatch):
