@@ -12,11 +12,15 @@
  *                                                #        1: dgates^T @ h (weight gradients)
  *   /tmp/kernel_parts act                        # sigmoid and tanh, ns per 16 values
  *   /tmp/kernel_parts barrier                    # the per-step barrier of a 2-thread team
+ *   /tmp/kernel_parts wake MS                    # a plain OpenMP region's second thread
+ *                                                # after MS ms idle: start, shared CPUs
  *
  * The GEMM uses PYRNN_NUM_THREADS threads (set it to 1 for one core); the tile runs on one. */
+#define _GNU_SOURCE /* sched_getcpu */
 #include "isa_avx512.c"
 
 #include <omp.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -135,7 +139,44 @@ int main(int argc, char **argv)
         printf("barrier, 2 threads: %.1f ns\n", 1e9 * best / (double)reps);
         return 0;
     }
+    if (!strcmp(mode, "wake") && argc == 3) {
+        /* 40 regions, each after sleeping MS: how long the second thread takes to enter it,
+         * and how often it runs on the first one's CPU */
+        enum { REPS = 40 };
+        const double ms = atof(argv[2]);
+        const long ns = (long)(ms * 1e6);
+        const struct timespec idle = {ns / 1000000000, ns % 1000000000};
+        double start_us[REPS];
+        int shared = 0;
+#pragma omp parallel num_threads(2)
+        {
+        }
+        for (int r = 0; r < REPS; r++) {
+            nanosleep(&idle, NULL);
+            double entered[2] = {0, 0};
+            int cpu[2] = {-1, -2};
+            const double t0 = now();
+#pragma omp parallel num_threads(2)
+            {
+                const int id = omp_get_thread_num();
+                entered[id] = now();
+                cpu[id] = sched_getcpu();
+            }
+            start_us[r] = 1e6 * (entered[1] - t0);
+            shared += cpu[0] == cpu[1];
+        }
+        for (int i = 1; i < REPS; i++)  /* insertion sort */
+            for (int j = i; j > 0 && start_us[j] < start_us[j - 1]; j--) {
+                const double t = start_us[j];
+                start_us[j] = start_us[j - 1];
+                start_us[j - 1] = t;
+            }
+        printf("wake after %g ms: second thread in after median %.0f us, max %.0f us; "
+               "on the first one's CPU in %d of %d\n", ms, start_us[REPS / 2],
+               start_us[REPS - 1], shared, REPS);
+        return 0;
+    }
     fprintf(stderr, "usage: kernel_parts peak THREADS | tile NV K B | gemm M N K LAYOUT | act | "
-            "barrier\n");
+            "barrier | wake MS\n");
     return 2;
 }
