@@ -118,7 +118,8 @@ int pyrnn_activation_f32(int kind, int64_t n, const float *x, float *y);
 int pyrnn_activation_f64(int kind, int64_t n, const double *x, double *y);
 
 /* Threads the kernels may use (1 <= n <= 256; the initial value is $PYRNN_NUM_THREADS, else
- * the OpenMP default). Small problems use fewer. Results do not depend on it. */
+ * the OpenMP default). Small problems use fewer, and so do small calls after the team has idled
+ * ($PYRNN_TEAM_IDLE_NS, docs/architecture.md). Results do not depend on it. */
 int pyrnn_set_num_threads(int n);
 int pyrnn_get_num_threads(void);
 /* "avx512", "avx2" or "generic": the kernels chosen at first use from cpuid and
