@@ -309,12 +309,12 @@ static double measured_barrier_ns(void)
  * An OpenMP worker spins for a few milliseconds after a region (GNU OpenMP: 3.5-4 ms here)
  * and then sleeps. Waking it can cost milliseconds on a virtual machine: the woken worker is
  * often put on the caller's own vCPU and waits there for a scheduler time slice, and a team on
- * one vCPU waits out a spin at every barrier (benchmarks/RESULTS.md: after 10 ms idle, 2-3.8 ms
- * to start the worker, the two on one vCPU in half the starts or more; LSTM 100x1x32x128 12 ms
- * a call against 0.3). So once the team has not run for the idle time ($PYRNN_TEAM_IDLE_NS,
- * 0: never count it asleep), a section of less than SMALL_SECTION_FLOPS (about a millisecond
- * on one core) runs on one thread, unless sections have come with shorter gaps for STEADY_NS:
- * a program calling steadily pays the wake once and keeps the team warm. */
+ * one vCPU waits out a spin at every barrier (benchmarks/RESULTS.md: after 10-50 ms idle,
+ * medians of 0.5-3.8 ms to start the worker, the two on one vCPU in half the starts or more;
+ * LSTM 100x1x32x128 12 ms a call against 0.3). So once the team has not run for the idle time
+ * ($PYRNN_TEAM_IDLE_NS, 0: never count it asleep), a section of less than SMALL_SECTION_FLOPS
+ * (about a millisecond on one core) runs on one thread, unless sections have come with shorter
+ * gaps for STEADY_NS: a program calling steadily pays the wake once and keeps the team warm. */
 #define DEFAULT_IDLE_NS 2000000
 #define STEADY_NS 10000000
 #define SMALL_SECTION_FLOPS 1e8
