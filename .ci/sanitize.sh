@@ -40,10 +40,9 @@ env -u PYRNN_BARRIER_NS "$BUILD/selftest" --barrier
 PYRNN_BARRIER_NS=30 "$BUILD/selftest" --barrier
 PYRNN_BARRIER_NS=2000 "$BUILD/selftest" --barrier
 export PYRNN_BARRIER_NS=60
-# a team that idled is left asleep by small sections; then that rule off, so that the shapes
-# meant for two threads get them however long the instrumented runs between them take
+# a team that idled is left asleep by small sections (the runs below turn that rule off, so that
+# the shapes meant for two threads get them however long the instrumented runs between take)
 env -u PYRNN_TEAM_IDLE_NS "$BUILD/selftest" --idle
-export PYRNN_TEAM_IDLE_NS=0
 for disable in "${paths[@]}"; do
     PYRNN_DISABLE_CPU_FEATURES="$disable" "$BUILD/selftest"
 done
