@@ -130,8 +130,8 @@ int pyrnn_has_thread_team(void);
 /* Nanoseconds one barrier of a two-thread team takes here, which sets how much work a second
  * thread needs: $PYRNN_BARRIER_NS (1 to 1000000) when set, else measured at the first call
  * big enough for a team (the fastest of up to 8 runs of 32 barriers, 0.1-0.3 ms with the
- * team's start); a measurement that met a busy core is retried at later calls, and after three
- * such the cost counts as 480 ns. */
+ * team's start); a measurement that met a busy core is retried at later calls (at least 50 ms
+ * apart), and after three such the cost counts as 480 ns. */
 double pyrnn_barrier_ns(void);
 /* PYRNN_CDEF_END */
 
