@@ -50,6 +50,22 @@ def _outputs(ctype: str, dtype, shapes):
     return arrays, [_NULL if a is None else _from_buffer(ctype, a) for a in arrays]
 
 
+def _row_aligned(ctype: str, dtype, shape):
+    """A new array of ``shape`` whose data starts on a 64-byte boundary, and a pointer to it.
+    The time loops' threads write the rows of y unit block by unit block, each its own blocks;
+    NumPy starts its data 16 or 32 bytes into a line, so one line of every row went back and
+    forth between the threads every step (LSTM 50x32x32x128 training forward, alternating in
+    one process: 1.96 ms against 1.87 aligned)."""
+    n = 1
+    for d in shape:
+        n *= d
+    pad = 64 // dtype.itemsize
+    buf = np.empty(n + pad, dtype=dtype)
+    ptr = _from_buffer(ctype, buf)
+    skip = (-int(ffi.cast("uintptr_t", ptr)) % 64) // dtype.itemsize
+    return buf[skip:skip + n].reshape(shape), ptr + skip
+
+
 def _workspace(ctype: str, dtype, workspace, need: int):
     """A pointer into ``workspace`` itself: backward reads what forward left there."""
     if workspace.__class__ is not np.ndarray or workspace.dtype is not dtype:
@@ -115,7 +131,12 @@ def _forward(cell, x, states, w_ih, w_hh, b_ih, b_hh, lengths, workspace, flags,
     T, B, _, H = size
     need = _WORKSPACE_LEN[cell](*size, *ws_flags)
     ws = _workspace(ctype, dtype, workspace, need)
-    outs, out_ptrs = _outputs(ctype, dtype, [(T, B, H)] + [(B, H)] * len(states))
+    if B > 1:  # batch 1 writes one row a step: not worth the extra microsecond here
+        y, y_ptr = _row_aligned(ctype, dtype, (T, B, H))
+        outs, out_ptrs = _outputs(ctype, dtype, [(B, H)] * len(states))
+        outs, out_ptrs = [y] + outs, [y_ptr] + out_ptrs
+    else:
+        outs, out_ptrs = _outputs(ctype, dtype, [(T, B, H)] + [(B, H)] * len(states))
     _run(cell, "forward", sfx, *size, *flags, *ptrs, *out_ptrs, ws)
     return tuple(outs)
 

@@ -202,6 +202,20 @@ def test_bit_identical_for_any_thread_count(cell, threads_restored):
             assert a is None or np.array_equal(a, b)
 
 
+@pytest.mark.parametrize("B", [1, 2, 7])
+def test_forward_output_is_a_plain_array_on_a_cache_line(B):
+    """Batched y starts on a 64-byte boundary (its rows are written by two threads), and is an
+    ordinary C-contiguous array a caller can keep and write."""
+    p = make_problem("lstm", 3, B, 4, 5, np.float32, "none", True, True, seed=3)
+    y, h_n, c_n = run(_c, "lstm", {}, p, reverse=False, training=False)
+    assert y.shape == (3, B, 5) and y.dtype == np.float32 and y.flags.c_contiguous
+    assert y.flags.writeable and np.array_equal(y[-1], h_n)
+    if B > 1:
+        assert y.ctypes.data % 64 == 0
+    want = run(ref, "lstm", {}, p, reverse=False, training=False)[0]
+    assert rel_err(y, want) <= TOL[np.float32]
+
+
 def test_concurrent_calls_from_python_threads(threads_restored):
     """Calls big enough for the thread team meet it busy and run on their own thread."""
     pyrnn.set_num_threads(2)
