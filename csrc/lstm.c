@@ -13,8 +13,11 @@
  *              tanh_c [T,B,H]   tanh(c_t) of every step
  *              dgates [T,B,4H]  backward: gradient of the pre-activations
  *              dh, dc [B,H]     backward: gradients of the carried states
- *   inference: gates [T,B,4H]   the input projection, then the activations
- *              hbuf, cbuf [2,B,H]  the states, double-buffered across steps
+ *   inference: gates [T,B,4H+RS]  the input projection, then the activations (RS =
+ *                               PYRNN_ROW_SKEW elements at the end of each row are not used;
+ *                               batch 1 has rows of 4H, one a step, and leaves the rest)
+ *              hbuf, cbuf [2][B*H+SS]  the states, double-buffered across steps, each buffer
+ *                               [B,H] then SS = PYRNN_STATE_SKEW elements not used
  *   then, both: acc [4*B*Hp]    the recurrent sums of the current step, per unit block
  *              tbuf [2,4H,B]    the hidden state (forward) or dgates (backward), transposed
  *              wpack [4*Hp*H]   w_hh packed per unit block: tiles of the 4 gates of the same

@@ -4,6 +4,7 @@
 
 struct FN(lstm_regions) {
     real *gates, *hprev, *cprev, *tanh_c, *dgates, *dh, *dc, *hbuf, *cbuf;
+    int64_t gates_ld;  /* elements from one row of gates to the next (lstm.c) */
     struct FN(tail) tail;
 };
 
@@ -22,10 +23,13 @@ static struct FN(lstm_regions) FN(lstm_carve)(real *ws, int64_t T, int64_t B, in
         r.dh = ws + 11 * TBH;
         r.dc = r.dh + B * H;
         r.tail = FN(carve_tail)(r.dc + B * H, B, H, 4);
+        r.gates_ld = 4 * H;
     } else {
-        r.hbuf = ws + 4 * TBH;
-        r.cbuf = r.hbuf + 2 * B * H;
-        r.tail = FN(carve_tail)(r.cbuf + 2 * B * H, B, H, 4);
+        const int64_t state = B * H + PYRNN_STATE_SKEW;
+        r.gates_ld = B > 1 ? 4 * H + PYRNN_ROW_SKEW : 4 * H;  /* one row a step: no sets shared */
+        r.hbuf = ws + T * B * r.gates_ld;
+        r.cbuf = r.hbuf + 2 * state;
+        r.tail = FN(carve_tail)(r.cbuf + 2 * state, B, H, 4);
     }
     return r;
 }
@@ -42,7 +46,7 @@ static inline real *FN(lstm_state)(const struct FN(lstm_ctx) *x, int which, int6
     const struct PYRNN_CAT(pyrnn_call_, SFX) *c = x->c;
     if (c->training)
         return (which ? x->r.cprev : x->r.hprev) + FN(step_at)(c->T, c->reverse, s) * c->B * c->H;
-    return (which ? x->r.cbuf : x->r.hbuf) + (s & 1) * c->B * c->H;
+    return (which ? x->r.cbuf : x->r.hbuf) + (s & 1) * (c->B * c->H + PYRNN_STATE_SKEW);
 }
 
 /* What the pointwise update of one unit block needs for every row of one step (pointers at the
@@ -50,7 +54,8 @@ static inline real *FN(lstm_state)(const struct FN(lstm_ctx) *x, int which, int6
 struct FN(lstm_rows) {
     const int64_t *lengths;
     int64_t t;
-    real *gates;                 /* [B,4H] gates[t]: the input projection (and bias) in */
+    real *gates;                 /* [B,ld] gates[t]: the input projection (and bias) in */
+    int64_t ld;                  /* gates' row stride (gates_ld) */
     const real *gh;              /* [B][i,f,g,o][VW] h_prev @ w_hh^T */
     const real *c_prev, *h_prev; /* [B,H] */
     real *h, *cs, *y;            /* [B,H] the next states, y[t] */
@@ -71,9 +76,9 @@ static inline __attribute__((always_inline)) void FN(lstm_row)(const struct FN(l
 {
     const int64_t H = rw->H, G = 4, at = b * H;
     for (int k = 0; k < G; k++)
-        FN(prefetch)(rw->pf_gates + b * G * H + k * H, rw->pf_n, 0);
+        FN(prefetch)(rw->pf_gates + b * rw->ld + k * H, rw->pf_n, 0);
     FN(prefetch)(rw->pf_y + at, rw->pf_n, 1);
-    real *g4 = rw->gates + b * G * H;
+    real *g4 = rw->gates + b * rw->ld;
     V pre[4];
     for (int k = 0; k < G; k++)
         pre[k] = (FN(vload_n)(g4 + k * H, n) + rw->bias[k]) + FN(vload)(rw->gh + (b * G + k) * VW);
@@ -117,7 +122,9 @@ static inline int64_t FN(lstm_block)(const struct FN(lstm_ctx) *x, int64_t s, in
      * cost batch 1 about 10 ns a block */
     rw->lengths = c->lengths;
     rw->t = t;
-    rw->gates = gates + t * B * G * H + ju;
+    const int64_t ld = x->r.gates_ld;
+    rw->ld = ld;
+    rw->gates = gates + t * B * ld + ju;
     rw->gh = gh;
     rw->c_prev = c_prev + ju;
     rw->h_prev = h_prev + ju;
@@ -127,7 +134,7 @@ static inline int64_t FN(lstm_block)(const struct FN(lstm_ctx) *x, int64_t s, in
     rw->H = H;
     /* inference keeps neither the activations nor tanh(c): they go to scratch vectors */
     rw->acts = c->training ? rw->gates : (real *)scratch;
-    rw->acts_row = c->training ? G * H : 0;
+    rw->acts_row = c->training ? ld : 0;
     rw->acts_gate = c->training ? H : VW;
     rw->tanh_c = c->training ? x->r.tanh_c + t * B * H + ju : (real *)(scratch + 4);
     rw->tanh_c_stride = c->training ? H : 0;
@@ -137,7 +144,7 @@ static inline int64_t FN(lstm_block)(const struct FN(lstm_ctx) *x, int64_t s, in
                               : FN(vdup)(0);
     int64_t pu;
     const int64_t pt = FN(next_visit)(T, c->reverse, u0, u1, s, ui, &pu);
-    rw->pf_gates = gates + (pt < 0 ? t : pt) * B * G * H + pu * VW;
+    rw->pf_gates = gates + (pt < 0 ? t : pt) * B * ld + pu * VW;
     rw->pf_y = c->y + (pt < 0 ? t : pt) * B * H + pu * VW;
     rw->pf_n = H - pu * VW < VW ? H - pu * VW : VW;
     return n;
@@ -208,7 +215,7 @@ static void FN(lstm_forward)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c)
                              (H + VW - 1) / VW};
     // 1. input projection for all steps as one GEMM: gates = x @ w_ih^T (+ b_ih + b_hh, added
     //    in the time loop)
-    FN(gemm_run)(T * B, 4 * H, I, c->x, I, 1, c->w_ih, 1, I, x.r.gates, 4 * H, 0,
+    FN(gemm_run)(T * B, 4 * H, I, c->x, I, 1, c->w_ih, 1, I, x.r.gates, x.r.gates_ld, 0,
                  x.r.tail.bpack);
     const int nth = FN(loop_threads)(4, T, B, H, x.nblk);
     pyrnn_team(nth, FN(lstm_forward_team), &x);

@@ -39,7 +39,8 @@ int64_t pyrnn_rnn_workspace_len(int64_t T, int64_t B, int64_t I, int64_t H, int 
 int64_t pyrnn_lstm_workspace_len(int64_t T, int64_t B, int64_t I, int64_t H, int training)
 {
     if (pyrnn_check_sizes(T, B, I, H) != PYRNN_OK) return -1;
-    return (training ? 11 * T * B * H + 2 * B * H : 4 * T * B * H + 4 * B * H) + tail(B, I, H, 4);
+    const int64_t inference = T * B * (4 * H + PYRNN_ROW_SKEW) + 4 * (B * H + PYRNN_STATE_SKEW);
+    return (training ? 11 * T * B * H + 2 * B * H : inference) + tail(B, I, H, 4);
 }
 
 int64_t pyrnn_gru_workspace_len(int64_t T, int64_t B, int64_t I, int64_t H, int training,

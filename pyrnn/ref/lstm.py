@@ -12,6 +12,10 @@ Workspace layout (elements of the data type), training:
     dh, dc [B,H]    backward: gradients of the carried states
 Inference keeps ``gates`` (the input projection, then the activations) and
     hbuf, cbuf [2,B,H]  the states, double-buffered across steps (used by the compiled kernels).
+The compiled kernels lay inference out with ROW_SKEW unused elements after each row of gates
+(batch > 1) and STATE_SKEW after each [B,H] state buffer (csrc/common.h: rows 4 KiB apart slow
+their loads); the length includes them, and the reference carves its regions from the front,
+unspaced.
 Both layouts end with the compiled kernels' own regions (``common.kernel_regions_len``), which
 the reference carves and leaves alone.
 """
@@ -21,6 +25,8 @@ from __future__ import annotations
 import numpy as np
 
 from .common import (
+    ROW_SKEW,
+    STATE_SKEW,
     carve,
     dsigmoid_from_output,
     dtanh_from_output,
@@ -34,7 +40,8 @@ from .common import (
 
 def lstm_workspace_len(T: int, B: int, I: int, H: int, training: bool) -> int:
     """Elements of workspace that lstm_forward (and, when ``training``, lstm_backward) need."""
-    head = 11 * T * B * H + 2 * B * H if training else 4 * T * B * H + 4 * B * H
+    inference = T * B * (4 * H + ROW_SKEW) + 4 * (B * H + STATE_SKEW)
+    head = 11 * T * B * H + 2 * B * H if training else inference
     return head + kernel_regions_len(B, I, H, 4)
 
 
