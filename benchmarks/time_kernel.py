@@ -45,7 +45,10 @@ def main() -> None:
     states = [f(B, H) for _ in range(2 if cell == "lstm" else 1)]
     weights = [f(G * H, I), f(G * H, H), f(G * H), f(G * H)]
     variant = [True] if cell == "gru" else []
-    ws = np.empty(getattr(_c, f"{cell}_workspace_len")(T, B, I, H, True, *variant), np.float32)
+    workspace_len = getattr(_c, f"{cell}_workspace_len")
+    # one workspace for all three passes: the longer of the two lengths (neither bounds the other)
+    ws = np.empty(max(workspace_len(T, B, I, H, training, *variant) for training in (False, True)),
+                  np.float32)
     forward, backward = getattr(_c, f"{cell}_forward"), getattr(_c, f"{cell}_backward")
 
     def infer():

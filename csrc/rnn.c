@@ -9,8 +9,11 @@
  *              hprev [T,B,H]   the state entering every step
  *              dgates [T,B,H]  backward: gradient of the pre-activation
  *              dh [B,H]        backward: gradient of the carried state
- *   inference: gates [T,B,H]   the input projection, then the activations
- *              hbuf [2,B,H]    the state, double-buffered across steps
+ *   inference: gates [T,B,H+RS]  the input projection, then the activations (RS =
+ *                              PYRNN_ROW_SKEW elements at the end of each row are not used;
+ *                              batch 1 has rows of H, one a step, and leaves the rest)
+ *              hbuf [2][B*H+SS]  the state, double-buffered across steps, each buffer [B,H]
+ *                              then SS = PYRNN_STATE_SKEW elements not used
  *   then, both: acc [B*Hp]     the recurrent sums of the current step, per unit block
  *              tbuf [2,H,B]    the state (forward) or dgates (backward), transposed, two steps
  *              wpack [Hp*H]    w_hh packed per unit block (forward tiles, backward panels)

@@ -4,6 +4,7 @@
 
 struct FN(rnn_regions) {
     real *gates, *hprev, *dgates, *dh, *hbuf;
+    int64_t gates_ld;  /* elements from one row of gates to the next (rnn.c) */
     struct FN(tail) tail;
 };
 
@@ -19,9 +20,12 @@ static struct FN(rnn_regions) FN(rnn_carve)(real *ws, int64_t T, int64_t B, int6
         r.dgates = ws + 2 * TBH;
         r.dh = ws + 3 * TBH;
         r.tail = FN(carve_tail)(ws + 3 * TBH + B * H, B, H, 1);
+        r.gates_ld = H;
     } else {
-        r.hbuf = ws + TBH;
-        r.tail = FN(carve_tail)(ws + TBH + 2 * B * H, B, H, 1);
+        const int64_t state = B * H + PYRNN_STATE_SKEW;
+        r.gates_ld = B > 1 ? H + PYRNN_ROW_SKEW : H;  /* one row a step: no sets shared */
+        r.hbuf = ws + T * B * r.gates_ld;
+        r.tail = FN(carve_tail)(r.hbuf + 2 * state, B, H, 1);
     }
     return r;
 }
@@ -37,7 +41,7 @@ static inline real *FN(rnn_state)(const struct FN(rnn_ctx) *x, int64_t s)
 {
     const struct PYRNN_CAT(pyrnn_call_, SFX) *c = x->c;
     if (c->training) return x->r.hprev + FN(step_at)(c->T, c->reverse, s) * c->B * c->H;
-    return x->r.hbuf + (s & 1) * c->B * c->H;
+    return x->r.hbuf + (s & 1) * (c->B * c->H + PYRNN_STATE_SKEW);
 }
 
 static void FN(rnn_forward_team)(void *vctx, int tid, int nth)
@@ -46,6 +50,7 @@ static void FN(rnn_forward_team)(void *vctx, int tid, int nth)
     const struct PYRNN_CAT(pyrnn_call_, SFX) *c = x->c;
     const int64_t T = c->T, B = c->B, H = c->H;
     real *gates = x->r.gates, *acc = x->r.tail.acc, *wpack = x->r.tail.wpack;
+    const int64_t ld = x->r.gates_ld;
     real *hT = x->r.tail.tbuf;
     int64_t u0, u1, j0, j1;
     FN(own_blocks)(x->nblk, tid, nth, &u0, &u1);
@@ -76,10 +81,10 @@ static void FN(rnn_forward_team)(void *vctx, int tid, int nth)
                                        : FN(vdup)(0);
                 for (int64_t b = 0; b < B; b++) {
                     if (t2 >= 0) {  /* this row of the next step's input projection and output */
-                        FN(prefetch)(gates + (t2 * B + b) * H + ju, n, 0);
+                        FN(prefetch)(gates + (t2 * B + b) * ld + ju, n, 0);
                         FN(prefetch)(c->y + (t2 * B + b) * H + ju, n, 1);
                     }
-                    real *g = gates + (t * B + b) * H + ju;
+                    real *g = gates + (t * B + b) * ld + ju;
                     V pre = FN(vload_n)(g, n);
                     if (c->b_ih) pre += bias;
                     pre += FN(vload)(gh + b * 2 * VW);
@@ -104,7 +109,8 @@ static void FN(rnn_forward)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c)
                             (H + VW - 1) / VW};
     // 1. input projection for all steps as one GEMM: gates = x @ w_ih^T (+ b_ih + b_hh, added
     //    in the time loop)
-    FN(gemm_run)(T * B, H, I, c->x, I, 1, c->w_ih, 1, I, x.r.gates, H, 0, x.r.tail.bpack);
+    FN(gemm_run)(T * B, H, I, c->x, I, 1, c->w_ih, 1, I, x.r.gates, x.r.gates_ld, 0,
+                 x.r.tail.bpack);
     const int nth = FN(loop_threads)(1, T, B, H, x.nblk);
     pyrnn_team(nth, FN(rnn_forward_team), &x);
 }

@@ -33,7 +33,8 @@ static int64_t tail(int64_t B, int64_t I, int64_t H, int64_t G)
 int64_t pyrnn_rnn_workspace_len(int64_t T, int64_t B, int64_t I, int64_t H, int training)
 {
     if (pyrnn_check_sizes(T, B, I, H) != PYRNN_OK) return -1;
-    return (training ? 3 * T * B * H + B * H : T * B * H + 2 * B * H) + tail(B, I, H, 1);
+    const int64_t inference = T * B * (H + PYRNN_ROW_SKEW) + 2 * (B * H + PYRNN_STATE_SKEW);
+    return (training ? 3 * T * B * H + B * H : inference) + tail(B, I, H, 1);
 }
 
 int64_t pyrnn_lstm_workspace_len(int64_t T, int64_t B, int64_t I, int64_t H, int training)

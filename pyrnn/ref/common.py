@@ -57,7 +57,7 @@ def valid_mask(lengths: np.ndarray | None, T: int, B: int) -> np.ndarray:
 # Hidden sizes are rounded up to a multiple of this in the compiled kernels' per-unit-block
 # regions (csrc/common.h, PYRNN_HPAD).
 HPAD = 32
-# LSTM inference's row spacing in the compiled kernels (csrc/common.h, PYRNN_ROW_SKEW and
+# LSTM and RNN inference's row spacing in the compiled kernels (csrc/common.h, PYRNN_ROW_SKEW and
 # PYRNN_STATE_SKEW): elements after each row of gates and after each [B,H] state buffer.
 ROW_SKEW = 16
 STATE_SKEW = 160

@@ -9,6 +9,10 @@ Workspace layout (elements of the data type), training:
     dh     [B,H]    backward: gradient of the carried state
 Inference keeps ``gates`` (it holds the input projection, then the activations) and
     hbuf   [2,B,H]  the state, double-buffered across steps (used by the compiled kernels).
+The compiled kernels lay inference out with ROW_SKEW unused elements after each row of gates
+(batch > 1) and STATE_SKEW after each [B,H] state buffer (csrc/common.h: rows 4 KiB apart slow
+their loads); the length includes them, and the reference carves its regions from the front,
+unspaced.
 Both layouts end with the compiled kernels' own regions (``common.kernel_regions_len``), which
 the reference carves and leaves alone.
 """
@@ -18,12 +22,13 @@ from __future__ import annotations
 import numpy as np
 
 from . import common
-from .common import carve, kernel_regions_len, step_order, valid_mask
+from .common import ROW_SKEW, STATE_SKEW, carve, kernel_regions_len, step_order, valid_mask
 
 
 def rnn_workspace_len(T: int, B: int, I: int, H: int, training: bool) -> int:
     """Elements of workspace that rnn_forward (and, when ``training``, rnn_backward) need."""
-    head = 3 * T * B * H + B * H if training else T * B * H + 2 * B * H
+    inference = T * B * (H + ROW_SKEW) + 2 * (B * H + STATE_SKEW)
+    head = 3 * T * B * H + B * H if training else inference
     return head + kernel_regions_len(B, I, H, 1)
 
 
