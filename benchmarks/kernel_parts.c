@@ -1,11 +1,12 @@
 /* Parts of the C kernels timed on their own, on cache-hot data: the machine's FMA peak, the
  * recurrent product of one unit-block tile, the blocked GEMM, the activations and the per-step
  * barrier. The numbers RESULTS.md and
- * the comments of csrc/gemm_impl.h quote for these come from here. AVX-512 paths only (it
- * includes isa_avx512.c), so it needs a CPU with AVX-512.
+ * the comments of csrc/gemm_impl.h quote for these come from here. The AVX-512 paths by
+ * default (it includes isa_avx512.c, so it needs a CPU with AVX-512); -DKP_AVX2 builds the AVX2
+ * paths instead, for CPUs without AVX-512.
  *
  *   gcc -O3 -std=c11 -ffp-contract=fast -fopenmp -Icsrc benchmarks/kernel_parts.c \
- *       csrc/threads.c csrc/status.c -o /tmp/kernel_parts
+ *       csrc/threads.c csrc/status.c -o /tmp/kernel_parts          # [-DKP_AVX2]
  *   /tmp/kernel_parts peak THREADS               # 12 independent FMA chains per thread
  *   /tmp/kernel_parts tile NV K B                # recur_tile: B rows, nv vectors, depth K
  *   /tmp/kernel_parts gemm M N K LAYOUT          # LAYOUT 0: x @ w^T (input projection),
@@ -17,7 +18,14 @@
  *
  * The GEMM uses PYRNN_NUM_THREADS threads (set it to 1 for one core); the tile runs on one. */
 #define _GNU_SOURCE /* sched_getcpu */
+#ifdef KP_AVX2
+#include "isa_avx2.c"
+#define KP_VBYTES 32
+#else
 #include "isa_avx512.c"
+#define KP_VBYTES 64
+#endif
+#define KP_VW (KP_VBYTES / 4) /* floats per vector */
 
 #include <omp.h>
 #include <sched.h>
@@ -39,7 +47,7 @@ static float *filled(int64_t n, int mod)
     return p;
 }
 
-typedef float v16 __attribute__((vector_size(64)));
+typedef float vf __attribute__((vector_size(KP_VBYTES)));
 
 static double peak(int threads, long reps)
 {
@@ -47,8 +55,8 @@ static double peak(int threads, long reps)
     const double t0 = now();
 #pragma omp parallel num_threads(threads) reduction(+ : sink)
     {
-        v16 acc[12], a = {0}, b = {0};
-        for (int i = 0; i < 16; i++) a[i] = 0.999f, b[i] = 0.001f * (float)omp_get_thread_num();
+        vf acc[12], a = {0}, b = {0};
+        for (int i = 0; i < KP_VW; i++) a[i] = 0.999f, b[i] = 0.001f * (float)omp_get_thread_num();
         for (int i = 0; i < 12; i++) acc[i] = b;
         for (long r = 0; r < reps; r++)
 #pragma GCC unroll 12
@@ -57,7 +65,7 @@ static double peak(int threads, long reps)
     }
     const double dt = now() - t0;
     printf("(checksum %g) ", sink);
-    return 2.0 * 16 * 12 * (double)reps * threads / dt;
+    return 2.0 * KP_VW * 12 * (double)reps * threads / dt;
 }
 
 /* Runs `reps` barriers in a row on a team of two. */
@@ -78,7 +86,7 @@ int main(int argc, char **argv)
     }
     if (!strcmp(mode, "tile") && argc == 5) {
         const int nv = atoi(argv[2]);
-        const int64_t K = atol(argv[3]), B = atol(argv[4]), w = nv * 16;
+        const int64_t K = atol(argv[3]), B = atol(argv[4]), w = nv * KP_VW;
         float *aT = filled(K * B, 7), *panel = filled(K * w, 5), *acc = filled(B * w, 3);
         const long reps = (long)(4e9 / (2.0 * K * B * w)) + 1;
         for (int round = 0; round < 5; round++) {

@@ -128,10 +128,10 @@ const char *pyrnn_isa_name(void);
 /* 1 when built with OpenMP (the kernels' thread team), else 0 (then they run on one thread). */
 int pyrnn_has_thread_team(void);
 /* Nanoseconds one barrier of a two-thread team takes here, which sets how much work a second
- * thread needs: $PYRNN_BARRIER_NS (1 to 1000000) when set, else measured at the first call
- * big enough for a team (the fastest of up to 8 runs of 32 barriers, 0.1-0.3 ms with the
- * team's start); a measurement that met a busy core is retried at later calls (at least 50 ms
- * apart), and after three such the cost counts as 480 ns. */
+ * thread needs: $PYRNN_BARRIER_NS (1 to 1000000) when set, else measured (the fastest of up to
+ * 32 runs of 32 barriers, 0.05-0.4 ms with the team's start) at the first call big enough for
+ * a team and again at two later calls at least 50 ms apart, the fastest measurement counting;
+ * 480 ns until one did not meet a busy core (and for good if none did). */
 double pyrnn_barrier_ns(void);
 /* PYRNN_CDEF_END */
 

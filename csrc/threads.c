@@ -27,9 +27,9 @@
 #define PYRNN_TEAM 0
 #endif
 
+#include <time.h>
 #if PYRNN_TEAM
 #include <sched.h>
-#include <time.h>
 #endif
 #if PYRNN_TEAM && defined(__linux__)
 #define PYRNN_FUTEX 1
@@ -42,6 +42,13 @@
 #endif
 
 #define MAX_THREADS 256
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 static atomic_int setting = 0;  /* 0: not read from the environment yet */
 
@@ -115,32 +122,40 @@ int64_t pyrnn_l1d_bytes(void)
 
 static double measured_barrier_ns(void);
 
-/* Calls that met a contended measurement before one was not; after MEASURE_ATTEMPTS the machine
- * counts as busy, and its barrier as slow as MAX_SCALE allows (one thread serves a busy machine
- * better: benchmarks/RESULTS.md). The attempts are at least RETRY_NS apart (calls in between
- * take the busy machine's decisions without measuring): a team's first start on a virtual
- * machine often meets a barrier that waits out a scheduler time slice, and three attempts in
- * the next few milliseconds met it too. */
-#define MEASURE_ATTEMPTS 3
+/* The cost is the fastest of MEASUREMENTS measurements, taken at calls at least RETRY_NS apart
+ * (calls in between use the fastest so far): a team's first start on a virtual machine often
+ * meets a slow barrier, one that waits out a scheduler time slice (a contended measurement,
+ * which gives nothing) or one merely slow (204-248 ns in one process of six, against 39-56 ns
+ * in the others and in kernel_parts, AMD Zen 3). Until a measurement is uncontended, and for
+ * good once all met a busy core, the barrier counts as slow as MAX_SCALE allows (one thread
+ * serves a busy machine better: benchmarks/RESULTS.md). */
+#define MEASUREMENTS 3
 #define RETRY_NS 50000000
-static atomic_long barrier_ns_setting = 0;  /* 0: not measured nor read yet */
-static atomic_int contended_attempts = 0;
+static atomic_long pinned_ns = 0;         /* $PYRNN_BARRIER_NS; -1 unset, 0 not read yet */
+static atomic_long fastest_ns = 0;        /* the fastest uncontended measurement, 0: none */
+static atomic_int measurements = 0;       /* taken, or claimed by a call taking one */
+static atomic_llong last_measured_ns = 0; /* when the last one ended */
 
 double pyrnn_barrier_ns(void)
 {
-    long ns = atomic_load_explicit(&barrier_ns_setting, memory_order_relaxed);
-    if (ns > 0) return (double)ns;
-    ns = env_count("PYRNN_BARRIER_NS", 1000000);
-    if (ns == 0) {
-        const double measured = measured_barrier_ns();
-        if (measured < 0) return REFERENCE_BARRIER_NS * MAX_SCALE;  /* too soon to retry */
-        if (measured == 0 && atomic_fetch_add(&contended_attempts, 1) + 1 < MEASURE_ATTEMPTS)
-            return REFERENCE_BARRIER_NS * MAX_SCALE;  /* for this call; measured again later */
-        ns = measured == 0 ? (long)(REFERENCE_BARRIER_NS * MAX_SCALE) : (long)(measured + 0.5);
-        if (ns < 1) ns = 1;
+    long pinned = atomic_load_explicit(&pinned_ns, memory_order_relaxed);
+    if (pinned == 0) {
+        pinned = env_count("PYRNN_BARRIER_NS", 1000000);
+        if (pinned == 0) pinned = -1;
+        atomic_store_explicit(&pinned_ns, pinned, memory_order_relaxed);
     }
-    atomic_store_explicit(&barrier_ns_setting, ns, memory_order_relaxed);
-    return (double)ns;
+    if (pinned > 0) return (double)pinned;
+    int taken = atomic_load(&measurements);
+    if (taken < MEASUREMENTS &&
+        (taken == 0 || now_ns() - atomic_load(&last_measured_ns) >= RETRY_NS) &&
+        atomic_compare_exchange_strong(&measurements, &taken, taken + 1)) {
+        const long ns = (long)(measured_barrier_ns() + 0.5);  /* 0: contended */
+        const long fastest = atomic_load(&fastest_ns);
+        if (ns > 0 && (fastest == 0 || ns < fastest)) atomic_store(&fastest_ns, ns);
+        atomic_store(&last_measured_ns, now_ns());
+    }
+    const long fastest = atomic_load(&fastest_ns);
+    return fastest > 0 ? (double)fastest : REFERENCE_BARRIER_NS * MAX_SCALE;
 }
 
 static int leave_asleep(double total);
@@ -203,13 +218,6 @@ static inline void cpu_relax(void)
 #endif
 }
 
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* Returns once w->value != old (acquire). */
 static void wait_change(struct word *w, unsigned old)
 {
@@ -266,57 +274,52 @@ void pyrnn_barrier(int nth)
 /* ---- the barrier's cost, measured ---- */
 
 #define TIMED_BARRIERS 32
-#define TIMED_RUNS 8
-/* A barrier this slow shared a core with another busy thread (NumPy's BLAS threads spin for
- * about 0.1 s after each call, for one): it says nothing about the machine, so the measurement
- * stops there rather than wait out more scheduler time slices. */
-#define CONTENDED_NS 10000
+#define TIMED_RUNS 32
+/* A run this slow (over 1 us a barrier; 40-330 ns seen uncontended) met a barrier that shared a
+ * core with another busy thread (NumPy's BLAS threads spin for about 0.1 s after each call, for
+ * one): it says nothing about the machine, so the measurement stops there rather than wait out
+ * more scheduler time slices. */
+#define CONTENDED_RUN_NS (TIMED_BARRIERS * 1000)
 
 #define NO_STOP (TIMED_RUNS * TIMED_BARRIERS + 1)
 
 struct barrier_timing {
-    double best_ns;     /* 0 until a run of TIMED_BARRIERS without a contended one */
+    double best_ns;     /* 0 until a run of TIMED_BARRIERS that was not contended */
     atomic_int stop_at; /* the barrier after which the team stops (NO_STOP: none), by thread 0 */
 };
 
-/* Thread 0 times up to TIMED_RUNS runs of TIMED_BARRIERS barriers and keeps the fastest run.
- * After a contended barrier it sets stop_at two barriers on: its store precedes its arrival at
- * the next barrier, so every thread has seen it when it checks after that one. */
+/* Thread 0 times up to TIMED_RUNS runs of TIMED_BARRIERS barriers and keeps the fastest run. It
+ * reads the clock only between runs, as kernel_parts `barrier` times a long run: a read after
+ * every barrier added its own 20-30 ns to each (74-117 ns measured where kernel_parts gives
+ * 40-53, AMD Zen 3), and the time loops then left a second thread idle that halves a batch-1
+ * step. After a contended run it sets stop_at two barriers on: its store precedes its arrival
+ * at the next barrier, so every thread has seen it when it checks after that one. */
 static void time_barriers(void *ctx, int tid, int nth)
 {
     struct barrier_timing *timing = ctx;
     if (nth < 2) return;  /* no team (a forked child): nothing to measure */
     pyrnn_barrier(nth);
-    int64_t run_start = now_ns(), last = run_start;
+    int64_t run_start = now_ns();
     for (int i = 1; i <= TIMED_RUNS * TIMED_BARRIERS; i++) {
         pyrnn_barrier(nth);
         if (i >= atomic_load(&timing->stop_at)) return;
-        if (tid != 0) continue;
+        if (tid != 0 || i % TIMED_BARRIERS != 0) continue;
         const int64_t t = now_ns();
-        if (t - last > CONTENDED_NS) atomic_store(&timing->stop_at, i + 2);
-        last = t;
-        if (i % TIMED_BARRIERS == 0) {
+        if (t - run_start > CONTENDED_RUN_NS) {
+            atomic_store(&timing->stop_at, i + 2);
+        } else {
             const double ns = (double)(t - run_start) / TIMED_BARRIERS;
-            /* a run counts only if no barrier so far was contended: one at its very end (a
-             * scheduler time slice, 3.3 ms) once made a run of 103 us a barrier count */
-            if (atomic_load(&timing->stop_at) == NO_STOP &&
-                (timing->best_ns == 0 || ns < timing->best_ns))
-                timing->best_ns = ns;
-            run_start = t;
+            if (timing->best_ns == 0 || ns < timing->best_ns) timing->best_ns = ns;
         }
+        run_start = t;
     }
 }
 
-/* The fastest uncontended run's ns per barrier, 0 when the first run met a contended one, or
- * -1 without measuring when the last contended measurement was less than RETRY_NS ago. */
+/* The fastest uncontended run's ns per barrier, 0 when the first run met a contended one. */
 static double measured_barrier_ns(void)
 {
-    static atomic_llong contended_at = 0;
-    const long long last = atomic_load_explicit(&contended_at, memory_order_relaxed);
-    if (last && now_ns() - last < RETRY_NS) return -1;
     struct barrier_timing timing = {0, NO_STOP};
     pyrnn_team(2, time_barriers, &timing);
-    if (timing.best_ns == 0) atomic_store_explicit(&contended_at, now_ns(), memory_order_relaxed);
     return timing.best_ns;
 }
 
