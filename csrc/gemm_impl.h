@@ -115,11 +115,19 @@ static void FN(mv)(int nv, int64_t K, const real *a, const real *b, int64_t ldb,
  *     acc[b][0 : nv*VW] = sum_{k<K} aT[k*B + b] * panel[k][0 : nv*VW]
  * aT: [K,B] a transposed state (or gate gradient); panel: [K][nv*VW] packed weights;
  * acc: [B][nv*VW]; next: the panel the caller works on after this one, or NULL.
- * K goes in as few even chunks as keep a chunk of the panel within RECUR_PANEL_BYTES (a part of
- * L2), and all row blocks pass over a chunk while it is there, so the panel comes from memory
- * once a step and the sums go through memory once a chunk. Chunks sized for L1 with row blocks
- * in groups of four were slower on cache-hot panels (benchmarks/kernel_parts.c `tile`, one core):
- * 104-122 GFLOP/s against 118-132, 77 against 111 at K = 4096. Meanwhile the micro-kernels
+ * K goes in as few even chunks as keep a chunk of the panel within RECUR_PANEL_BYTES, and all
+ * row blocks pass over a chunk while it is there, so the panel comes from memory once a step and
+ * the sums go through memory once a chunk. The size is the instruction set's
+ * (PYRNN_RECUR_PANEL_BYTES, isa_*.c). AVX-512's 128 KiB, a part of L2, was measured on Zen 5 and
+ * Intel (48 KiB L1): chunks sized for L1 with row blocks in groups of four were slower on
+ * cache-hot panels (benchmarks/kernel_parts.c `tile`, one core): 104-122 GFLOP/s against 118-132,
+ * 77 against 111 at K = 4096. AVX2's rows are half as wide and its blocks have half the rows
+ * (3 for LSTM's 4 vectors), so a k step of a row block reads 128 bytes of panel and a 64-byte
+ * line of aT for 12 FMAs: from L2 that is all of a 32-byte-per-cycle L2 (AMD Zen 3, 32 KiB L1,
+ * 512 KiB L2). Its 16 KiB, half of a 32 KiB L1, stay in L1 while the row blocks pass: tiles of
+ * LSTM K=1024 B=64 72-84 GFLOP/s against 52-67, and in place (benchmarks/RESULTS.md) LSTM
+ * 50x64x512x1024 inference 10% faster, GRU 4%. The portable path keeps 128 KiB: 16 KiB made no
+ * difference to it on that machine. Meanwhile the micro-kernels
  * bring `next` into L2, a share per tile, so weights larger than L2 arrive one panel ahead
  * rather than on demand (LSTM 50x64x8x1024 forward on one thread, benchmarks/time_kernel.py:
  * 375-386 ms without, 328-342 ms with). Row blocks are as even as they can be: a short last
@@ -128,7 +136,7 @@ static void FN(mv)(int nv, int64_t K, const real *a, const real *b, int64_t ldb,
  * Rows whose sequence is over at step t (t >= lengths[b]; lengths NULL: none) do not need the
  * product: a row block made only of those gets zeros instead, so lengths with a spread cost
  * less than the padded run. */
-#define RECUR_PANEL_BYTES 131072
+#define RECUR_PANEL_BYTES PYRNN_RECUR_PANEL_BYTES
 static void FN(recur_tile)(int64_t B, int nv, int64_t K, const real *aT, const real *panel,
                            real *acc, const int64_t *lengths, int64_t t, const real *next)
 {

@@ -9,5 +9,6 @@
 #define PYRNN_ISA_NAME "avx2"
 #define PYRNN_VBYTES 32
 #define PYRNN_ACC_REGS 12
+#define PYRNN_RECUR_PANEL_BYTES 16384 /* gemm_impl.h recur_tile */
 #include "isa_impl.h"
 #endif

@@ -9,5 +9,6 @@
 #define PYRNN_ISA_NAME "avx512"
 #define PYRNN_VBYTES 64
 #define PYRNN_ACC_REGS 24
+#define PYRNN_RECUR_PANEL_BYTES 131072 /* gemm_impl.h recur_tile */
 #include "isa_impl.h"
 #endif

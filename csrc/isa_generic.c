@@ -8,4 +8,5 @@
 #define PYRNN_ISA_NAME "generic"
 #define PYRNN_VBYTES 16
 #define PYRNN_ACC_REGS 12
+#define PYRNN_RECUR_PANEL_BYTES 131072 /* gemm_impl.h recur_tile */
 #include "isa_impl.h"
