@@ -17,14 +17,15 @@ CC = os.environ.get("CC", "gcc")
 
 
 @pytest.mark.skipif(shutil.which(CC) is None, reason="no C compiler")
-def test_kernel_parts_compiles_against_the_kernels(tmp_path):
+@pytest.mark.parametrize("isa_flags", [[], ["-DKP_AVX2"]], ids=["avx512", "avx2"])
+def test_kernel_parts_compiles_against_the_kernels(tmp_path, isa_flags):
     # -fopenmp where the compiler has it, as the package build does; syntax and types only
     omp = subprocess.run([CC, "-fopenmp", "-x", "c", "-", "-o", str(tmp_path / "probe")],
                          input="int main(void){return 0;}", text=True, capture_output=True)
     flags = ["-fopenmp"] if omp.returncode == 0 else []
     result = subprocess.run(
         [CC, "-std=c11", "-ffp-contract=fast", "-Wall", "-Werror", "-fsyntax-only", *flags,
-         "-Icsrc", "benchmarks/kernel_parts.c"],
+         *isa_flags, "-Icsrc", "benchmarks/kernel_parts.c"],
         cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
