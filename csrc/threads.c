@@ -125,10 +125,9 @@ static double measured_barrier_ns(void);
 /* The cost is the fastest of MEASUREMENTS measurements, taken at calls at least RETRY_NS apart
  * (calls in between use the fastest so far): a team's first start on a virtual machine often
  * meets a slow barrier, one that waits out a scheduler time slice (a contended measurement,
- * which gives nothing) or one merely slow (204-248 ns in one process of six, against 39-56 ns
- * in the others and in kernel_parts, AMD Zen 3). Until a measurement is uncontended, and for
- * good once all met a busy core, the barrier counts as slow as MAX_SCALE allows (one thread
- * serves a busy machine better: benchmarks/RESULTS.md). */
+ * which gives nothing) or one merely slower than the ones after it. Until a measurement is
+ * uncontended, and for good once all met a busy core, the barrier counts as slow as MAX_SCALE
+ * allows (one thread serves a busy machine better: benchmarks/RESULTS.md). */
 #define MEASUREMENTS 3
 #define RETRY_NS 50000000
 static atomic_long pinned_ns = 0;         /* $PYRNN_BARRIER_NS; -1 unset, 0 not read yet */
@@ -289,10 +288,9 @@ struct barrier_timing {
 };
 
 /* Thread 0 times up to TIMED_RUNS runs of TIMED_BARRIERS barriers and keeps the fastest run. It
- * reads the clock only between runs, as kernel_parts `barrier` times a long run: a read after
- * every barrier added its own 20-30 ns to each (74-117 ns measured where kernel_parts gives
- * 40-53, AMD Zen 3), and the time loops then left a second thread idle that halves a batch-1
- * step. After a contended run it sets stop_at two barriers on: its store precedes its arrival
+ * reads the clock only between runs, as kernel_parts `barrier` times a long run (against which
+ * REFERENCE_BARRIER_NS was taken): a read after every barrier added 20-45 ns to each (73-117 ns
+ * measured where kernel_parts gives 40-53, AMD Zen 3). After a contended run it sets stop_at two barriers on: its store precedes its arrival
  * at the next barrier, so every thread has seen it when it checks after that one. */
 static void time_barriers(void *ctx, int tid, int nth)
 {
