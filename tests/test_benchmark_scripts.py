@@ -1,7 +1,7 @@
 """The benchmark scripts behind benchmarks/RESULTS.md still build and run: kernel_parts.c compiles
-against the kernels it times, time_kernel.py times a call, idle_calls.py times calls made now and
-then, and test_kernels.py renders several runs side by side. (The timings themselves are never
-asserted.)"""
+against the kernels it times, time_kernel.py times a call, compare_builds.py times builds against
+each other, idle_calls.py times calls made now and then, and test_kernels.py renders several runs
+side by side. (The timings themselves are never asserted.)"""
 
 import json
 import os
@@ -52,6 +52,42 @@ def test_time_kernel_idles_before_each_timed_call(monkeypatch, capsys):
     time_kernel.main()
     assert slept == [0.02] * 3  # one per timed call, none before the warm-up
     assert "infer min" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_compare_builds_times_each_build(tmp_path, cell):
+    ext = pytest.importorskip("pyrnn._pyrnn_c", reason="the C extension is not built")
+    libs = [tmp_path / f"build{k}.so" for k in range(2)]  # two files: loaded as two libraries
+    for lib in libs:
+        shutil.copy(ext.__file__, lib)
+    result = subprocess.run(
+        [sys.executable, "benchmarks/compare_builds.py", cell, "3", "2", "4", "5", "fwd+bwd",
+         *map(str, libs), "--seconds", "0.2", "--dtype", "float64"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f"{cell} T=3 B=2 I=4 H=5 fwd+bwd float64" in result.stdout
+    assert f"{libs[0]} " in result.stdout and "ms (1.000)" in result.stdout
+    assert f"{libs[1]} " in result.stdout
+
+
+def test_compare_builds_refuses_builds_whose_results_differ(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import compare_builds
+    import numpy as np
+
+    class Fake:
+        def __init__(self, path, value):
+            self.path, self.value = path, value
+
+        def __call__(self):
+            pass
+
+        def outputs(self):
+            return [np.full(4, self.value)]
+
+    compare_builds.check_agreement([Fake("a", 1.0), Fake("b", 1.0 + 1e-9)], 1e-6)  # agree
+    with pytest.raises(SystemExit, match="b: outputs differ from a's"):
+        compare_builds.check_agreement([Fake("a", 1.0), Fake("b", 1.1)], 1e-6)
 
 
 def test_idle_calls_times_both_modules_each_round():
