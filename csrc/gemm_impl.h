@@ -126,8 +126,8 @@ static void FN(mv)(int nv, int64_t K, const real *a, const real *b, int64_t ldb,
  * line of aT for 12 FMAs: from L2 that is all of a 32-byte-per-cycle L2 (AMD Zen 3, 32 KiB L1,
  * 512 KiB L2). Its 16 KiB, half of a 32 KiB L1, stay in L1 while the row blocks pass: tiles of
  * LSTM K=1024 B=64 72-84 GFLOP/s against 52-67, and in place (benchmarks/RESULTS.md) LSTM
- * 50x64x512x1024 inference 10% faster, GRU 4%. The portable path keeps 128 KiB: 16 KiB made no
- * difference to it on that machine. Meanwhile the micro-kernels
+ * 50x64x512x1024 inference 8-10% faster, forward+backward 2-12%. The portable path keeps 128
+ * KiB: 16 KiB made no difference to it on that machine. Meanwhile the micro-kernels
  * bring `next` into L2, a share per tile, so weights larger than L2 arrive one panel ahead
  * rather than on demand (LSTM 50x64x8x1024 forward on one thread, benchmarks/time_kernel.py:
  * 375-386 ms without, 328-342 ms with). Row blocks are as even as they can be: a short last
