@@ -290,7 +290,7 @@ struct barrier_timing {
 /* Thread 0 times up to TIMED_RUNS runs of TIMED_BARRIERS barriers and keeps the fastest run. It
  * reads the clock only between runs, as kernel_parts `barrier` times a long run (against which
  * REFERENCE_BARRIER_NS was taken): a read after every barrier added 20-45 ns to each (73-117 ns
- * measured where kernel_parts gives 40-53, AMD Zen 3). After a contended run it sets stop_at
+ * measured where kernel_parts gives 40-54, AMD Zen 3). After a contended run it sets stop_at
  * two barriers on: its store precedes its arrival at the next barrier, so every thread has seen
  * it when it checks after that one. */
 static void time_barriers(void *ctx, int tid, int nth)
