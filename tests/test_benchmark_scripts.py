@@ -70,6 +70,39 @@ def test_compare_builds_times_each_build(tmp_path, cell):
     assert f"{libs[1]} " in result.stdout
 
 
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_compare_builds_calls_the_kernels_as_the_reference_computes(monkeypatch, cell):
+    # its ctypes argument lists are written by hand: each must give the reference's results
+    ext = pytest.importorskip("pyrnn._pyrnn_c", reason="the C extension is not built")
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import compare_builds
+    import numpy as np
+
+    from pyrnn import ref
+
+    T, B, I, H = shape = (4, 3, 5, 6)
+    G = compare_builds.GATES[cell]
+    rng = np.random.default_rng(1)
+    inputs = {"x": rng.uniform(-1, 1, (T, B, I)), "dy": rng.uniform(-1, 1, (T, B, H)),
+              "weights": [rng.uniform(-0.5, 0.5, s) for s in [(G * H, I), (G * H, H), (G * H,),
+                                                             (G * H,)]]}
+    build = compare_builds.Build(ext.__file__, cell, shape, np.float64, "fwd+bwd", inputs)
+    build()
+    flags = {"rnn": {"relu": False}, "lstm": {}, "gru": {"reset_after": True}}[cell]
+    n_states = 2 if cell == "lstm" else 1
+    variant = [True] if cell == "gru" else []  # only the GRU's workspace depends on its flag
+    ws = np.empty(getattr(ref, f"{cell}_workspace_len")(T, B, I, H, True, *variant))
+    x, dy, w = inputs["x"], inputs["dy"], inputs["weights"]
+    want = list(getattr(ref, f"{cell}_forward")(x, *[None] * n_states, *w, None, ws,
+                                                training=True, **flags))
+    want += getattr(ref, f"{cell}_backward")(x, *[None] * n_states, *w, None, dy,
+                                             *[None] * n_states, ws, **flags)
+    got = build.outputs()
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        assert np.linalg.norm(a - b) <= 1e-10 * np.linalg.norm(b)
+
+
 def test_compare_builds_refuses_builds_whose_results_differ(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     import compare_builds
