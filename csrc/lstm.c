@@ -20,6 +20,7 @@
  *                               [B,H] then SS = PYRNN_STATE_SKEW elements not used
  *   then, both: acc [4*B*Hp]    the recurrent sums of the current step, per unit block
  *              tbuf [2,4H,B]    the hidden state (forward) or dgates (backward), transposed
+ *                               (not at batch 1, whose rows are their own transposes)
  *              wpack [4*Hp*H]   w_hh packed per unit block: tiles of the 4 gates of the same
  *                               units (forward), panels (backward)
  *              bpack [256*roundup(max(4H, I), 32)]  the GEMMs' packed panels */

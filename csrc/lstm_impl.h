@@ -101,13 +101,29 @@ static inline __attribute__((always_inline)) void FN(lstm_row)(const struct FN(l
     FN(vstore_n)(rw->y + at, FN(vselect)(ok, hv, FN(vdup)(0)), n);
 }
 
+/* b_ih + b_hh of the 4 gates of unit block u (zeros without bias). */
+static inline void FN(lstm_block_bias)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c, int64_t u,
+                                       V *bias)
+{
+    const int64_t H = c->H, ju = u * VW, n = H - ju < VW ? H - ju : VW;
+    for (int k = 0; k < 4; k++)
+        bias[k] = c->b_ih ? FN(vload_n)(c->b_ih + k * H + ju, n) +
+                                FN(vload_n)(c->b_hh + k * H + ju, n)
+                          : FN(vdup)(0);
+}
+
+/* A thread's blocks whose bias sums batch 1 takes once a call rather than every step (8 KiB of
+ * stack with AVX2): the two loads a gate from arrays that the streaming weights evict from L1
+ * were on a step's path (LSTM 100x1x32x64 inference 3-5% faster, benchmarks/RESULTS.md). */
+#define LSTM_HELD_BIAS_BLOCKS 64
+
 /* The recurrent product of the ui-th block a thread visits in step s (of its blocks [u0, u1)),
  * and the rows of its pointwise update in *rw (scratch: 5 vectors); returns the block's unit
- * count n. */
+ * count n. held: the bias sums of blocks [u0, u1) (4 vectors a block), or NULL. */
 static inline int64_t FN(lstm_block)(const struct FN(lstm_ctx) *x, int64_t s, int64_t u0,
                                      int64_t u1, int64_t ui, const real *hT_prev,
                                      const real *h_prev, const real *c_prev, real *h, real *cs,
-                                     V *scratch, struct FN(lstm_rows) *rw)
+                                     V *scratch, struct FN(lstm_rows) *rw, const V *held)
 {
     const struct PYRNN_CAT(pyrnn_call_, SFX) *c = x->c;
     const int64_t T = c->T, B = c->B, H = c->H, G = 4, t = FN(step_at)(T, c->reverse, s);
@@ -138,10 +154,10 @@ static inline int64_t FN(lstm_block)(const struct FN(lstm_ctx) *x, int64_t s, in
     rw->acts_gate = c->training ? H : VW;
     rw->tanh_c = c->training ? x->r.tanh_c + t * B * H + ju : (real *)(scratch + 4);
     rw->tanh_c_stride = c->training ? H : 0;
-    for (int k = 0; k < G; k++)
-        rw->bias[k] = c->b_ih ? FN(vload_n)(c->b_ih + k * H + ju, n) +
-                                    FN(vload_n)(c->b_hh + k * H + ju, n)
-                              : FN(vdup)(0);
+    if (held)
+        for (int k = 0; k < G; k++) rw->bias[k] = held[(u - u0) * G + k];
+    else
+        FN(lstm_block_bias)(c, u, rw->bias);
     int64_t pu;
     const int64_t pt = FN(next_visit)(T, c->reverse, u0, u1, s, ui, &pu);
     rw->pf_gates = gates + (pt < 0 ? t : pt) * B * ld + pu * VW;
@@ -160,8 +176,12 @@ static void FN(lstm_forward_team)(void *vctx, int tid, int nth)
     FN(own_blocks)(x->nblk, tid, nth, &u0, &u1);
     FN(own_units)(H, u0, u1, &j0, &j1);
     FN(pack_tiles)(c->w_hh, H, G, VW, u0, u1, x->r.tail.wpack);
-    FN(init_state)(c->h0, B, H, j0, j1, FN(lstm_state)(x, 0, 0), hT);
+    FN(init_state)(c->h0, B, H, j0, j1, FN(lstm_state)(x, 0, 0), B > 1 ? hT : NULL);
     FN(init_state)(c->c0, B, H, j0, j1, FN(lstm_state)(x, 1, 0), NULL);
+    V held_bias[LSTM_HELD_BIAS_BLOCKS * G];
+    const int hold = B == 1 && u1 - u0 <= LSTM_HELD_BIAS_BLOCKS;
+    for (int64_t u = u0; u < u1 && hold; u++)
+        FN(lstm_block_bias)(c, u, held_bias + (u - u0) * G);
     pyrnn_barrier(nth);
 
     // 2. time loop: recurrent product and the fused pointwise update
@@ -169,7 +189,8 @@ static void FN(lstm_forward_team)(void *vctx, int tid, int nth)
         const real *h_prev = FN(lstm_state)(x, 0, s), *c_prev = FN(lstm_state)(x, 1, s);
         real *h = s + 1 < T ? FN(lstm_state)(x, 0, s + 1) : c->h_n;
         real *cs = s + 1 < T ? FN(lstm_state)(x, 1, s + 1) : c->c_n;
-        const real *hT_prev = hT + (s & 1) * H * B;
+        /* batch 1's state is its own transpose: the products read it where it is */
+        const real *hT_prev = B == 1 ? h_prev : hT + (s & 1) * H * B;
         real *hT_next = hT + ((s + 1) & 1) * H * B;
         for (int64_t ui = 0; ui < u1 - u0;) {
             /* batch 1 takes blocks two at a time: their one row each interleave as two rows of
@@ -180,7 +201,7 @@ static void FN(lstm_forward_team)(void *vctx, int tid, int nth)
             int64_t n[2];
             for (int64_t k = 0; k < nb; k++)
                 n[k] = FN(lstm_block)(x, s, u0, u1, ui + k, hT_prev, h_prev, c_prev, h, cs,
-                                      scratch[k], &rw[k]);
+                                      scratch[k], &rw[k], hold ? held_bias : NULL);
             if (nb == 2 && n[0] == VW && n[1] == VW) {
                 FN(lstm_row)(&rw[0], 0, VW);
                 FN(lstm_row)(&rw[1], 0, VW);
@@ -198,7 +219,7 @@ static void FN(lstm_forward_team)(void *vctx, int tid, int nth)
                     }
                 }
             }
-            for (int64_t k = 0; k < nb; k++) {
+            for (int64_t k = 0; k < nb && B > 1; k++) {
                 const int64_t ju = FN(block_at)(u0, u1, s, ui + k) * VW;
                 FN(transpose_rows)(h + ju, H, B, n[k], ju, hT_next);
             }
@@ -240,7 +261,8 @@ static void FN(lstm_backward_team)(void *vctx, int tid, int nth)
     // 1. reverse time loop: dgates[t] and the carried gradients only
     for (int64_t s = 0; s < T; s++) {
         const int64_t t = FN(step_at)(T, !c->reverse, s);
-        real *dgT = x->r.tail.tbuf + (s & 1) * G * H * B;
+        /* batch 1's gate gradients are their own transpose, as the forward's state is */
+        real *dgT = B == 1 ? dgates + t * G * H : x->r.tail.tbuf + (s & 1) * G * H * B;
         // forward was: c = f*c_prev + i*g; h = o*tanh(c); both kept only where the step is valid
         for (int64_t ui = 0; ui < u1 - u0; ui++) {
             const int64_t u = FN(block_at)(u0, u1, s, ui);
@@ -277,7 +299,7 @@ static void FN(lstm_backward_team)(void *vctx, int tid, int nth)
                 }
                 for (int k = 0; k < G; k++) FN(vstore_n)(dgates + at4 + k * H, d_pre[k], n);
             }
-            for (int k = 0; k < G; k++)
+            for (int k = 0; k < G && B > 1; k++)
                 FN(transpose_rows)(dgates + t * B * G * H + k * H + ju, G * H, B, n, k * H + ju,
                                    dgT);
         }

@@ -16,6 +16,7 @@
  *                              then SS = PYRNN_STATE_SKEW elements not used
  *   then, both: acc [B*Hp]     the recurrent sums of the current step, per unit block
  *              tbuf [2,H,B]    the state (forward) or dgates (backward), transposed, two steps
+ *                              (not at batch 1, whose rows are their own transposes)
  *              wpack [Hp*H]    w_hh packed per unit block (forward tiles, backward panels)
  *              bpack [256*roundup(max(H, I), 32)]  the GEMMs' packed panels */
 #include "common.h"

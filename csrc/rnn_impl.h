@@ -57,7 +57,7 @@ static void FN(rnn_forward_team)(void *vctx, int tid, int nth)
     FN(own_units)(H, u0, u1, &j0, &j1);
     const int64_t q0 = u0 / 2, q1 = (u1 + 1) / 2;  /* the pairs of blocks */
     FN(pack_tiles)(c->w_hh, H, 1, 2 * VW, q0, q1, wpack);
-    FN(init_state)(c->h0, B, H, j0, j1, FN(rnn_state)(x, 0), hT);
+    FN(init_state)(c->h0, B, H, j0, j1, FN(rnn_state)(x, 0), B > 1 ? hT : NULL);
     pyrnn_barrier(nth);
 
     // 2. time loop: recurrent product and the fused pointwise update
@@ -66,7 +66,8 @@ static void FN(rnn_forward_team)(void *vctx, int tid, int nth)
         const int64_t t2 = s + 1 < T ? FN(step_at)(T, c->reverse, s + 1) : -1;
         const real *h_prev = FN(rnn_state)(x, s);
         real *h = s + 1 < T ? FN(rnn_state)(x, s + 1) : c->h_n;
-        const real *hT_prev = hT + (s & 1) * H * B;
+        /* batch 1's state is its own transpose: the products read it where it is */
+        const real *hT_prev = B == 1 ? h_prev : hT + (s & 1) * H * B;
         real *hT_next = hT + ((s + 1) & 1) * H * B;
         for (int64_t qi = 0; qi < q1 - q0; qi++) {
             const int64_t q = FN(block_at)(q0, q1, s, qi);
@@ -95,7 +96,7 @@ static void FN(rnn_forward_team)(void *vctx, int tid, int nth)
                     FN(vstore_n)(h + b * H + ju, hv, n);
                     FN(vstore_n)(c->y + (t * B + b) * H + ju, ok ? act : FN(vdup)(0), n);
                 }
-                FN(transpose_rows)(h + ju, H, B, n, ju, hT_next);
+                if (B > 1) FN(transpose_rows)(h + ju, H, B, n, ju, hT_next);
             }
         }
         if (s + 1 < T) pyrnn_barrier(nth);
@@ -132,7 +133,8 @@ static void FN(rnn_backward_team)(void *vctx, int tid, int nth)
     // 1. reverse time loop: dgates[t] and the carried gradient only
     for (int64_t s = 0; s < T; s++) {
         const int64_t t = FN(step_at)(T, !c->reverse, s);
-        real *dgT = x->r.tail.tbuf + (s & 1) * H * B;
+        /* batch 1's gate gradients are their own transpose, as the forward's state is */
+        real *dgT = B == 1 ? dgates + t * H : x->r.tail.tbuf + (s & 1) * H * B;
         // forward was: gates[t] = act(gx + h_prev @ w_hh^T); h = valid ? gates[t] : h_prev
         for (int64_t ui = 0; ui < u1 - u0; ui++) {
             const int64_t u = FN(block_at)(u0, u1, s, ui);
@@ -158,7 +160,7 @@ static void FN(rnn_backward_team)(void *vctx, int tid, int nth)
                 }
                 FN(vstore_n)(dgates + at, dg, n);
             }
-            FN(transpose_rows)(dgates + t * B * H + ju, H, B, n, ju, dgT);
+            if (B > 1) FN(transpose_rows)(dgates + t * B * H + ju, H, B, n, ju, dgT);
         }
         pyrnn_barrier(nth);
         FN(dh_update)(c, t, x->nblk, q0, q1, s, H, H, dgT, wpack, acc, dh, 0);

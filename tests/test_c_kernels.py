@@ -188,11 +188,13 @@ def threads_restored():
     lib.pyrnn_set_num_threads(before)
 
 
+@pytest.mark.parametrize("B", [1, 24])
 @pytest.mark.parametrize("cell", CELLS, ids=cell_id)
-def test_bit_identical_for_any_thread_count(cell, threads_restored):
-    """Big enough that the time loops and the GEMMs run on two and three threads."""
+def test_bit_identical_for_any_thread_count(cell, B, threads_restored):
+    """Big enough that the time loops and the GEMMs run on two and three threads; batch 1
+    reads the states and gate gradients in place, where other threads wrote them."""
     kind, flags = cell
-    p = make_problem(kind, 5, 24, 120, 150, np.float32, "spread", True, True, seed=2)
+    p = make_problem(kind, 5, B, 120, 150, np.float32, "spread", True, True, seed=2)
     results = []
     for n in (1, 2, 3):
         pyrnn.set_num_threads(n)
@@ -200,6 +202,18 @@ def test_bit_identical_for_any_thread_count(cell, threads_restored):
     for other in results[1:]:
         for a, b in zip(results[0], other):
             assert a is None or np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_batch_1_lstm_with_more_blocks_than_its_held_biases(dtype, threads, threads_restored):
+    """Batch 1 holds a thread's bias sums for up to 64 unit blocks (lstm_impl.h); H = 1100 is
+    more than that on one thread with every vector width, and less on two with 8 and 16 lanes."""
+    p = make_problem("lstm", 3, 1, 8, 1100, dtype, "none", True, True, seed=3)
+    pyrnn.set_num_threads(threads)
+    for training in (False, True):
+        want = run(ref, "lstm", {}, p, True, training)
+        assert_close(run(_c, "lstm", {}, p, True, training), want, TOL[dtype])
 
 
 @pytest.mark.parametrize("B", [1, 2, 7])
