@@ -18,7 +18,8 @@
  *   inference: gates [T,B,3H]  the input projection, then the activations
  *              hbuf [B,3H]     the state, double-buffered across steps (first 2*B*H)
  *   then, both: acc [3*B*Hp]   the recurrent sums of the current step, per unit block
- *              tbuf [2,3H,B]   forward: the state transposed (two steps) and r * h transposed;
+ *              tbuf [2,3H,B]   forward: the state transposed (two steps; not at batch 1,
+ *                              whose row is its own transpose) and r * h transposed;
  *                              backward: the gate gradients transposed (two steps)
  *              wpack [3*Hp*H]  w_hh packed per unit block: forward tiles of r, z, n
  *                              (reset_before: r, z tiles then n tiles), backward panels

@@ -93,7 +93,7 @@ static void FN(gru_forward_team)(void *vctx, int tid, int nth)
         FN(pack_tiles)(c->w_hh, H, 2, VW, u0, u1, wpack);
         FN(pack_tiles)(c->w_hh + 2 * H * H, H, 1, 2 * VW, q0, q1, wpack_n);
     }
-    FN(init_state)(c->h0, B, H, j0, j1, FN(gru_state)(x, 0), hT);
+    FN(init_state)(c->h0, B, H, j0, j1, FN(gru_state)(x, 0), B > 1 ? hT : NULL);
     pyrnn_barrier(nth);
 
     // 2. time loop: recurrent product(s) and the fused pointwise update
@@ -101,7 +101,9 @@ static void FN(gru_forward_team)(void *vctx, int tid, int nth)
         const int64_t t = FN(step_at)(T, c->reverse, s);
         const real *h_prev = FN(gru_state)(x, s);
         real *h = s + 1 < T ? FN(gru_state)(x, s + 1) : c->h_n;
-        const real *hT_prev = hT + (s & 1) * H * B;
+        /* batch 1's state is its own transpose: the products read it where it is (r * h_prev,
+         * written where the next state goes until phase 2, is copied) */
+        const real *hT_prev = B == 1 ? h_prev : hT + (s & 1) * H * B;
         real *hT_next = hT + ((s + 1) & 1) * H * B;
         for (int64_t ui = 0; ui < u1 - u0; ui++) {
             const int64_t u = FN(block_at)(u0, u1, s, ui);
@@ -142,7 +144,8 @@ static void FN(gru_forward_team)(void *vctx, int tid, int nth)
                     FN(vstore_n)(h + at, n_seen, n);
                 }
             }
-            FN(transpose_rows)(h + ju, H, B, n, ju, reset_after ? hT_next : rhT);
+            if (!reset_after) FN(transpose_rows)(h + ju, H, B, n, ju, rhT);
+            else if (B > 1) FN(transpose_rows)(h + ju, H, B, n, ju, hT_next);
         }
         if (!reset_after) {
             pyrnn_barrier(nth);  /* every unit's r * h_prev is ready */
@@ -161,7 +164,7 @@ static void FN(gru_forward_team)(void *vctx, int tid, int nth)
                         FN(vstore_n)(g3 + 2 * H, nv, n);
                         FN(gru_output)(c, t, b, ju, n, FN(vload_n)(g3 + H, n), nv, h_prev, h);
                     }
-                    FN(transpose_rows)(h + ju, H, B, n, ju, hT_next);
+                    if (B > 1) FN(transpose_rows)(h + ju, H, B, n, ju, hT_next);
                 }
             }
         }
