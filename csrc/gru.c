@@ -20,7 +20,8 @@
  *   then, both: acc [3*B*Hp]   the recurrent sums of the current step, per unit block
  *              tbuf [2,3H,B]   forward: the state transposed (two steps; not at batch 1,
  *                              whose row is its own transpose) and r * h transposed;
- *                              backward: the gate gradients transposed (two steps)
+ *                              backward: the gate gradients transposed (two steps; not at
+ *                              batch 1)
  *              wpack [3*Hp*H]  w_hh packed per unit block: forward tiles of r, z, n
  *                              (reset_before: r, z tiles then n tiles), backward panels
  *              bpack [256*roundup(max(3H, I), 32)]  the GEMMs' packed panels */

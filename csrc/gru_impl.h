@@ -204,7 +204,8 @@ static void FN(gru_backward_team)(void *vctx, int tid, int nth)
     // 1. reverse time loop: dgx[t], dgh[t] and the carried gradient only
     for (int64_t s = 0; s < T; s++) {
         const int64_t t = FN(step_at)(T, !c->reverse, s);
-        real *dgT = x->r.tail.tbuf + (s & 1) * G * H * B;
+        /* batch 1's gate gradients are their own transpose (dgh is dgx when reset_before) */
+        real *dgT = B == 1 ? dgh + t * G * H : x->r.tail.tbuf + (s & 1) * G * H * B;
         // forward was: h = (1-z)*n + z*h_prev, kept only where the step is valid
         for (int64_t ui = 0; ui < u1 - u0; ui++) {
             const int64_t u = FN(block_at)(u0, u1, s, ui);
@@ -251,7 +252,7 @@ static void FN(gru_backward_team)(void *vctx, int tid, int nth)
                 }
             }
             /* the recurrent products read dgh (reset_after; dr later, reset_before) k-major */
-            for (int k = reset_after ? 0 : 1; k < G; k++)
+            for (int k = reset_after ? 0 : 1; k < G && B > 1; k++)
                 FN(transpose_rows)(dgh + t * B * G * H + k * H + ju, G * H, B, n, k * H + ju, dgT);
         }
         pyrnn_barrier(nth);
@@ -278,7 +279,7 @@ static void FN(gru_backward_team)(void *vctx, int tid, int nth)
                         }
                         FN(vstore_n)(dgx + at3, dr_pre, n);
                     }
-                    FN(transpose_rows)(dgx + t * B * G * H + ju, G * H, B, n, ju, dgT);
+                    if (B > 1) FN(transpose_rows)(dgx + t * B * G * H + ju, G * H, B, n, ju, dgT);
                 }
             }
             pyrnn_barrier(nth);
