@@ -205,6 +205,21 @@ def test_bit_identical_for_any_thread_count(cell, B, threads_restored):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("cell", CELLS, ids=cell_id)
+def test_batch_1_shorter_than_t(cell, threads, threads_restored):
+    """Batch 1 reads its state and gate gradients in place: steps past the sequence's length
+    (products skipped, state carried) read the same rows, in both directions."""
+    kind, flags = cell
+    p = make_problem(kind, 7, 1, 9, 150, np.float64, "none", True, True, seed=4)
+    p["lengths"] = np.array([4], dtype=np.int64)
+    pyrnn.set_num_threads(threads)
+    for reverse in (False, True):
+        for training in (False, True):
+            want = run(ref, kind, flags, p, reverse, training)
+            assert_close(run(_c, kind, flags, p, reverse, training), want, TOL[np.float64])
+
+
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_batch_1_lstm_with_more_blocks_than_its_held_biases(dtype, threads, threads_restored):
     """Batch 1 holds a thread's bias sums for up to 64 unit blocks (lstm_impl.h); H = 1100 is
