@@ -223,7 +223,8 @@ def test_batch_1_shorter_than_t(cell, threads, threads_restored):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_batch_1_lstm_with_more_blocks_than_its_held_biases(dtype, threads, threads_restored):
     """Batch 1 holds a thread's bias sums for up to 64 unit blocks (lstm_impl.h); H = 1100 is
-    more than that on one thread with every vector width, and less on two with 8 and 16 lanes."""
+    more than that on one thread with every vector width, and on each of two threads with up
+    to 8 lanes (70 and 68 blocks); with 16 lanes two threads hold theirs (36 and 34)."""
     p = make_problem("lstm", 3, 1, 8, 1100, dtype, "none", True, True, seed=3)
     pyrnn.set_num_threads(threads)
     for training in (False, True):
