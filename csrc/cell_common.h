@@ -128,6 +128,30 @@ static inline void FN(pair_product)(int64_t B, int64_t K, const real *aT, const 
                    next_q < 0 ? NULL : panels + (next_q * ktot + k0) * w);
 }
 
+/* Batch 1's recurrent products of the tiles [u0, u1), of pv vectors each, ahead of the
+ * pointwise updates that read them (batch 1 skips recur_tile): up to MV_TILES(pv) at once, in
+ * groups as even as they can be, so that one broadcast of a[k] serves several tiles.
+ *     acc[u*ldc ...] = sum_{k<K} a[k] * panels[(u*ktot + k0 + k)*pv*VW ...]
+ * a: [K] the state or gate gradient row; zeros where step t is over (t >= lengths[0]). */
+static void FN(tiles_product_b1)(int pv, int64_t K, const real *a, const real *panels,
+                                 int64_t ktot, int64_t k0, int64_t u0, int64_t u1, real *acc,
+                                 int64_t ldc, const int64_t *lengths, int64_t t)
+{
+    const int64_t w = pv * VW, most = MV_TILES(pv), n = u1 - u0;
+    if (lengths && t >= lengths[0]) {
+        for (int64_t u = u0; u < u1; u++) memset(acc + u * ldc, 0, (size_t)w * sizeof(real));
+        return;
+    }
+    const int groups = (int)((n + most - 1) / most);
+    for (int i = 0; i < groups; i++) {
+        int64_t g0, g1;
+        pyrnn_share(n, i, groups, &g0, &g1);
+        const int64_t u = u0 + g0;
+        FN(mv)((int)(g1 - g0), pv, K, a, panels + (u * ktot + k0) * w, w, ktot * w,
+               acc + u * ldc, ldc);
+    }
+}
+
 /* The end of every backward step: for the pairs [q0, q1) a thread owns (in step s's order),
  *     dh[b] = (add ? dh[b] : 0) + (dgT^T @ panels)[b]   where step t is valid for sequence b
  * (dh is left alone elsewhere). dgT: [K,B] the gate gradients transposed; panels: [npairs]
@@ -137,10 +161,13 @@ static void FN(dh_update)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c, int64_t t
                           const real *dgT, const real *panels, real *acc, real *dh, int add)
 {
     const int64_t B = c->B, H = c->H;
+    if (B == 1)
+        FN(tiles_product_b1)(2, K, dgT, panels, ktot, 0, q0, q1, acc, 2 * VW, c->lengths, t);
     for (int64_t qi = 0; qi < q1 - q0; qi++) {
         const int64_t q = FN(block_at)(q0, q1, s, qi);
-        FN(pair_product)(B, K, dgT, panels, ktot, 0, q, FN(next_block)(q0, q1, s, qi), acc,
-                         c->lengths, t);
+        if (B > 1)
+            FN(pair_product)(B, K, dgT, panels, ktot, 0, q, FN(next_block)(q0, q1, s, qi), acc,
+                             c->lengths, t);
         for (int64_t u = 2 * q; u < 2 * q + 2 && u < nblk; u++) {
             const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
             const real *a = acc + q * B * 2 * VW + (u - 2 * q) * VW;

@@ -68,53 +68,70 @@ static void FN(mk)(int mr, int nv, int64_t K, const real *a, int64_t lda, const 
 #undef MK_CASE
 #undef MK_CASES
 
-/* Batch 1: c[0 : nv*VW] = sum_k a[k] * b[k*ldb ...], bound by reading b. MV_SPLIT independent
- * chains over interleaved k hide the FMA latency; they are added in a fixed order. */
-#define MV_SPLIT (PYRNN_ACC_REGS >= 24 ? 4 : 2)
+/* Batch 1: the products of np panels of pv vectors each (np <= MV_TILES(pv)) at once,
+ *     c[p*ldc + i*VW ...] = sum_k a[k] * b[p*pstride + k*ldb + i*VW ...],
+ * bound by reading b: one broadcast of a[k] serves all np * pv vectors (3 loads for 2 FMAs
+ * with one pair of vectors, 9 for 8 with four pairs). MV_SPLIT(pv) independent chains a vector
+ * over interleaved k hide the FMA latency, as many as the accumulator registers hold with
+ * MV_TILES(pv) tiles; they are added in a fixed order that depends on pv alone, so a thread's
+ * share of the tiles does not change a bit of the results. */
+#define MV_VECTORS 8
+#define MV_TILES(pv) (MV_VECTORS / (pv))
+#define MV_CHAINS(pv) (PYRNN_ACC_REGS / (MV_TILES(pv) * (pv)))
+#define MV_SPLIT(pv) (MV_CHAINS(pv) >= 4 ? 4 : MV_CHAINS(pv) >= 2 ? 2 : 1)
 static inline __attribute__((always_inline)) void FN(mv_body)(
-    const int nv, int64_t K, const real *PYRNN_RESTRICT a, const real *PYRNN_RESTRICT b,
-    int64_t ldb, real *PYRNN_RESTRICT c)
+    const int np, const int pv, int64_t K, const real *PYRNN_RESTRICT a,
+    const real *PYRNN_RESTRICT b, int64_t ldb, int64_t pstride, real *PYRNN_RESTRICT c,
+    int64_t ldc)
 {
-    V acc[MV_SPLIT][4];
+    const int nv = np * pv, split = MV_SPLIT(pv);
+    V acc[4][MV_VECTORS];
 #pragma GCC unroll 4
-    for (int s = 0; s < MV_SPLIT; s++)
-#pragma GCC unroll 4
+    for (int s = 0; s < split; s++)
+#pragma GCC unroll 8
         for (int v = 0; v < nv; v++) acc[s][v] = FN(vdup)(0);
     int64_t k = 0;
-    for (; k + MV_SPLIT <= K; k += MV_SPLIT)
+    for (; k + split <= K; k += split)
 #pragma GCC unroll 4
-        for (int s = 0; s < MV_SPLIT; s++)
-#pragma GCC unroll 4
+        for (int s = 0; s < split; s++)
+#pragma GCC unroll 8
             for (int v = 0; v < nv; v++)
-                acc[s][v] += a[k + s] * FN(vload)(b + (k + s) * ldb + v * VW);
+                acc[s][v] += a[k + s] * FN(vload)(b + (v / pv) * pstride + (k + s) * ldb +
+                                                  (v % pv) * VW);
     for (; k < K; k++)
-#pragma GCC unroll 4
-        for (int v = 0; v < nv; v++) acc[0][v] += a[k] * FN(vload)(b + k * ldb + v * VW);
-#pragma GCC unroll 4
-    for (int v = 0; v < nv; v++) {
-#if MV_SPLIT == 4
-        FN(vstore)(c + v * VW, (acc[0][v] + acc[1][v]) + (acc[2][v] + acc[3][v]));
-#else
-        FN(vstore)(c + v * VW, acc[0][v] + acc[1][v]);
-#endif
-    }
+#pragma GCC unroll 8
+        for (int v = 0; v < nv; v++)
+            acc[0][v] += a[k] * FN(vload)(b + (v / pv) * pstride + k * ldb + (v % pv) * VW);
+#pragma GCC unroll 8
+    for (int v = 0; v < nv; v++)
+        FN(vstore)(c + (v / pv) * ldc + (v % pv) * VW,
+                   split == 4   ? (acc[0][v] + acc[1][v]) + (acc[2][v] + acc[3][v])
+                   : split == 2 ? acc[0][v] + acc[1][v]
+                                : acc[0][v]);
 }
 
-static void FN(mv)(int nv, int64_t K, const real *a, const real *b, int64_t ldb, real *c)
+#define MV_CASE(NP, PV)                                              \
+    case (NP) * 8 + (PV):                                            \
+        FN(mv_body)(NP, PV, K, a, b, ldb, pstride, c, ldc);          \
+        return;
+/* mv_body for the panels the cells have: pairs of vectors (RNN, the backwards' dh, GRU's
+ * reset-before n and r, z), GRU's r, z, n tiles, LSTM's four gates, up to MV_TILES(pv). */
+static void FN(mv)(int np, int pv, int64_t K, const real *a, const real *b, int64_t ldb,
+                   int64_t pstride, real *c, int64_t ldc)
 {
-    switch (nv) {
-    case 1: FN(mv_body)(1, K, a, b, ldb, c); return;
-    case 2: FN(mv_body)(2, K, a, b, ldb, c); return;
-    case 3: FN(mv_body)(3, K, a, b, ldb, c); return;
-    case 4: FN(mv_body)(4, K, a, b, ldb, c); return;
+    switch (np * 8 + pv) {
+        MV_CASE(1, 2) MV_CASE(2, 2) MV_CASE(3, 2) MV_CASE(4, 2) MV_CASE(1, 3) MV_CASE(2, 3)
+        MV_CASE(1, 4) MV_CASE(2, 4)
     default: return;
     }
 }
+#undef MV_CASE
 
 /* The recurrent product of one unit-block tile for the whole batch:
  *     acc[b][0 : nv*VW] = sum_{k<K} aT[k*B + b] * panel[k][0 : nv*VW]
  * aT: [K,B] a transposed state (or gate gradient); panel: [K][nv*VW] packed weights;
- * acc: [B][nv*VW]; next: the panel the caller works on after this one, or NULL.
+ * acc: [B][nv*VW]; next: the panel the caller works on after this one, or NULL. (Batch 1
+ * takes mv, several tiles at once, through the cells' tiles_product_b1 instead.)
  * K goes in as few even chunks as keep a chunk of the panel within RECUR_PANEL_BYTES, and all
  * row blocks pass over a chunk while it is there, so the panel comes from memory once a step and
  * the sums go through memory once a chunk. The size is the instruction set's
@@ -141,11 +158,6 @@ static void FN(recur_tile)(int64_t B, int nv, int64_t K, const real *aT, const r
                            real *acc, const int64_t *lengths, int64_t t, const real *next)
 {
     const int64_t w = (int64_t)nv * VW;
-    if (B == 1) {
-        if (!lengths || t < lengths[0]) FN(mv)(nv, K, aT, panel, w, acc);
-        else memset(acc, 0, (size_t)w * sizeof(real));
-        return;
-    }
     /* row block r is rows [b0, b1) of pyrnn_share(B, r, nblocks); chunk ci likewise of K */
     const int64_t kc_max = RECUR_PANEL_BYTES / (w * (int64_t)sizeof(real));
     const int nchunks = (int)((K + kc_max - 1) / kc_max);

@@ -105,14 +105,18 @@ static void FN(gru_forward_team)(void *vctx, int tid, int nth)
          * written where the next state goes until phase 2, is copied) */
         const real *hT_prev = B == 1 ? h_prev : hT + (s & 1) * H * B;
         real *hT_next = hT + ((s + 1) & 1) * H * B;
+        const int tile = reset_after ? 3 : 2;
+        if (B == 1)  /* batch 1: every block's products first */
+            FN(tiles_product_b1)(tile, H, h_prev, wpack, H, 0, u0, u1, acc, G * VW, c->lengths,
+                                 t);
         for (int64_t ui = 0; ui < u1 - u0; ui++) {
             const int64_t u = FN(block_at)(u0, u1, s, ui);
             const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
-            const int tile = reset_after ? 3 : 2;
             real *gh = acc + u * B * G * VW;  /* [B][r,z(,n)][VW] h_prev @ w_h{rz(n)}^T */
             const int64_t nu = FN(next_block)(u0, u1, s, ui);
-            FN(recur_tile)(B, tile, H, hT_prev, wpack + u * H * tile * VW, gh, c->lengths, t,
-                           nu < 0 ? NULL : wpack + nu * H * tile * VW);
+            if (B > 1)
+                FN(recur_tile)(B, tile, H, hT_prev, wpack + u * H * tile * VW, gh, c->lengths,
+                               t, nu < 0 ? NULL : wpack + nu * H * tile * VW);
             int64_t pu;
             const int64_t pt = FN(next_visit)(T, c->reverse, u0, u1, s, ui, &pu);
             const int64_t pj = pu * VW, pn = H - pj < VW ? H - pj : VW;
@@ -149,10 +153,14 @@ static void FN(gru_forward_team)(void *vctx, int tid, int nth)
         }
         if (!reset_after) {
             pyrnn_barrier(nth);  /* every unit's r * h_prev is ready */
+            if (B == 1)
+                FN(tiles_product_b1)(2, H, rhT, wpack_n, H, 0, q0, q1, acc, 2 * VW, c->lengths,
+                                     t);
             for (int64_t qi = 0; qi < q1 - q0; qi++) {
                 const int64_t q = FN(block_at)(q0, q1, s, qi);
-                FN(pair_product)(B, H, rhT, wpack_n, H, 0, q, FN(next_block)(q0, q1, s, qi), acc,
-                                 c->lengths, t);
+                if (B > 1)
+                    FN(pair_product)(B, H, rhT, wpack_n, H, 0, q, FN(next_block)(q0, q1, s, qi),
+                                     acc, c->lengths, t);
                 for (int64_t u = 2 * q; u < 2 * q + 2 && u < x->nblk; u++) {
                     const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
                     /* [B][2*VW] (r * h_prev) @ w_hn^T for the pair; this block's half */
@@ -258,10 +266,14 @@ static void FN(gru_backward_team)(void *vctx, int tid, int nth)
         pyrnn_barrier(nth);
         if (!reset_after) {
             // forward was: n = tanh(gx_n + (r * h_prev) @ W_hn^T + b_hn), extra = r * h_prev
+            if (B == 1)
+                FN(tiles_product_b1)(2, H, dgT + 2 * H, wpack, G * H, 2 * H, q0, q1, acc, 2 * VW,
+                                     c->lengths, t);
             for (int64_t qi = 0; qi < q1 - q0; qi++) {
                 const int64_t q = FN(block_at)(q0, q1, s, qi);
-                FN(pair_product)(B, H, dgT + 2 * H * B, wpack, G * H, 2 * H, q,
-                                 FN(next_block)(q0, q1, s, qi), acc, c->lengths, t);
+                if (B > 1)
+                    FN(pair_product)(B, H, dgT + 2 * H * B, wpack, G * H, 2 * H, q,
+                                     FN(next_block)(q0, q1, s, qi), acc, c->lengths, t);
                 for (int64_t u = 2 * q; u < 2 * q + 2 && u < x->nblk; u++) {
                     const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
                     /* [B][2*VW] dn_pre @ w_hn for the pair; this block's half */

@@ -27,6 +27,9 @@ const struct PYRNN_CAT(pyrnn_kernels_, SFX) TABLE = {
 #undef VI
 #undef MR_FOR
 #undef MV_SPLIT
+#undef MV_CHAINS
+#undef MV_TILES
+#undef MV_VECTORS
 #undef RECUR_PANEL_BYTES
 #undef GEMM_KC
 #undef GEMM_NV

@@ -69,10 +69,13 @@ static void FN(rnn_forward_team)(void *vctx, int tid, int nth)
         /* batch 1's state is its own transpose: the products read it where it is */
         const real *hT_prev = B == 1 ? h_prev : hT + (s & 1) * H * B;
         real *hT_next = hT + ((s + 1) & 1) * H * B;
+        if (B == 1)  /* every pair's product first, several at once; then the updates */
+            FN(tiles_product_b1)(2, H, h_prev, wpack, H, 0, q0, q1, acc, 2 * VW, c->lengths, t);
         for (int64_t qi = 0; qi < q1 - q0; qi++) {
             const int64_t q = FN(block_at)(q0, q1, s, qi);
-            FN(pair_product)(B, H, hT_prev, wpack, H, 0, q, FN(next_block)(q0, q1, s, qi), acc,
-                             c->lengths, t);
+            if (B > 1)
+                FN(pair_product)(B, H, hT_prev, wpack, H, 0, q, FN(next_block)(q0, q1, s, qi),
+                                 acc, c->lengths, t);
             for (int64_t u = 2 * q; u < 2 * q + 2 && u < x->nblk; u++) {
                 const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
                 /* [B][2*VW] h_prev @ w_hh^T for the pair's units; this block's half */

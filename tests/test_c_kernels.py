@@ -220,6 +220,22 @@ def test_batch_1_shorter_than_t(cell, threads, threads_restored):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("cell", CELLS, ids=cell_id)
+def test_batch_1_products_of_several_tiles_at_once(cell, threads, threads_restored):
+    """Batch 1 computes a thread's recurrent products several unit-block tiles at a time
+    (gemm_impl.h mv, cell_common.h tiles_product_b1): these H give each thread groups of one
+    to four pairs of blocks and of one or two GRU and LSTM tiles, with 8 and 16 lanes, and a
+    last block cut short, forward and backward, in both directions."""
+    kind, flags = cell
+    pyrnn.set_num_threads(threads)
+    for H in (8, 24, 40, 56, 72, 100, 136):
+        p = make_problem(kind, 4, 1, 5, H, np.float64, "none", True, True, seed=H)
+        for reverse in (False, True):
+            want = run(ref, kind, flags, p, reverse, True)
+            assert_close(run(_c, kind, flags, p, reverse, True), want, TOL[np.float64])
+
+
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_batch_1_lstm_with_more_blocks_than_its_held_biases(dtype, threads, threads_restored):
     """Batch 1 holds a thread's bias sums for up to 64 unit blocks (lstm_impl.h); H = 1100 is
