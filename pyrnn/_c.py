@@ -18,6 +18,8 @@ from ._pyrnn_c import ffi, lib
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}  # keys are singletons
 _CTYPE = {"f32": "float[]", "f64": "double[]"}
 _GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+_STATE_NAMES = {"rnn": ("h0",), "lstm": ("h0", "c0"), "gru": ("h0",)}
+_GRAD_NAMES = {"rnn": ("dh_n",), "lstm": ("dh_n", "dc_n"), "gru": ("dh_n",)}
 # (cell, pass, suffix) -> the C function, looked up once
 _KERNELS = {(cell, p, sfx): getattr(lib, f"pyrnn_{cell}_{p}_{sfx}")
             for cell in _GATES for p in ("forward", "backward") for sfx in ("f32", "f64")}
@@ -44,10 +46,10 @@ def _pointer(ctype: str, dtype, name: str, a, shape):
         return _from_buffer(ctype, np.ascontiguousarray(a))
 
 
-def _outputs(ctype: str, dtype, shapes):
-    """New arrays of these shapes (None: no array) and pointers to them."""
-    arrays = [None if s is None else np.empty(s, dtype=dtype) for s in shapes]
-    return arrays, [_NULL if a is None else _from_buffer(ctype, a) for a in arrays]
+def _new(ctype: str, dtype, shape):
+    """A new array of ``shape`` and a pointer to it."""
+    a = np.empty(shape, dtype)
+    return a, _from_buffer(ctype, a)
 
 
 def _row_aligned(ctype: str, dtype, shape):
@@ -71,20 +73,24 @@ def _workspace(ctype: str, dtype, workspace, need: int):
     if workspace.__class__ is not np.ndarray or workspace.dtype is not dtype:
         raise TypeError(f"workspace: expected a NumPy array of {dtype}, got "
                         f"{getattr(workspace, 'dtype', type(workspace).__name__)}")
-    if (workspace.ndim != 1 or workspace.size < need
-            or not workspace.flags.c_contiguous or not workspace.flags.writeable):
-        raise ValueError(f"workspace: expected a writeable contiguous 1-D array of at least "
-                         f"{need} elements, got shape {_shape(workspace.shape)}")
-    return _from_buffer(ctype, workspace)
+    if workspace.ndim == 1 and workspace.size >= need:
+        try:  # fails for a read-only or strided array
+            return _from_buffer(ctype, workspace, require_writable=True)
+        except ValueError:
+            pass
+    raise ValueError(f"workspace: expected a writeable contiguous 1-D array of at least "
+                     f"{need} elements, got shape {_shape(workspace.shape)}")
 
 
 def _inputs(cell, x, states, w_ih, w_hh, b_ih, b_hh, lengths):
-    """Sizes, data type and the pointers to x, the states, the weights and lengths."""
+    """Sizes, suffix, data type and the pointers to x, the states, the weights and lengths.
+    states: the cell's initial states (h0 or h0, c0), each an array or None."""
     if x.__class__ is not np.ndarray:
         x = np.asarray(x)
-    sfx = _SUFFIX.get(x.dtype)
+    dtype = x.dtype
+    sfx = _SUFFIX.get(dtype)
     if sfx is None:
-        raise TypeError(f"x: expected float32 or float64 data, got dtype {x.dtype}")
+        raise TypeError(f"x: expected float32 or float64 data, got dtype {dtype}")
     w_hh_shape = w_hh.shape if w_hh.__class__ is np.ndarray else np.shape(w_hh)
     if x.ndim != 3 or len(w_hh_shape) != 2:
         raise ValueError(f"x: expected [T,B,I] and w_hh [G*H,H], got shapes "
@@ -96,13 +102,17 @@ def _inputs(cell, x, states, w_ih, w_hh, b_ih, b_hh, lengths):
     T, B, I = x.shape
     H = w_hh_shape[1]
     GH = _GATES[cell] * H
-    ctype, dtype = _CTYPE[sfx], x.dtype
+    ctype = _CTYPE[sfx]
     ptrs = [_pointer(ctype, dtype, "x", x, (T, B, I))]
-    ptrs += [_pointer(ctype, dtype, name, s, (B, H)) for name, s in states]
-    ptrs += [_pointer(ctype, dtype, "w_ih", w_ih, (GH, I)),
-             _pointer(ctype, dtype, "w_hh", w_hh, (GH, H)),
-             _pointer(ctype, dtype, "b_ih", b_ih, (GH,)),
-             _pointer(ctype, dtype, "b_hh", b_hh, (GH,))]
+    for name, s in zip(_STATE_NAMES[cell], states):
+        ptrs.append(_pointer(ctype, dtype, name, s, (B, H)))
+    ptrs.append(_pointer(ctype, dtype, "w_ih", w_ih, (GH, I)))
+    ptrs.append(_pointer(ctype, dtype, "w_hh", w_hh, (GH, H)))
+    if b_ih is None:
+        ptrs += (_NULL, _NULL)
+    else:
+        ptrs.append(_pointer(ctype, dtype, "b_ih", b_ih, (GH,)))
+        ptrs.append(_pointer(ctype, dtype, "b_hh", b_hh, (GH,)))
     if lengths is None:
         ptrs.append(_NULL)
     else:
@@ -110,7 +120,7 @@ def _inputs(cell, x, states, w_ih, w_hh, b_ih, b_hh, lengths):
         if lens.shape != (B,):
             raise ValueError(f"lengths: expected shape [{B}], got {_shape(lens.shape)}")
         ptrs.append(_from_buffer("int64_t[]", lens))
-    return (T, B, I, H), sfx, ctype, dtype, ptrs
+    return T, B, I, H, sfx, ctype, dtype, ptrs
 
 
 def _run(cell: str, pass_: str, sfx: str, *args) -> None:
@@ -127,37 +137,40 @@ def _forward(cell, x, states, w_ih, w_hh, b_ih, b_hh, lengths, workspace, flags,
 
     flags: the kernel's flags (reverse, training, variant); ws_flags: the workspace length's
     (training, variant)."""
-    size, sfx, ctype, dtype, ptrs = _inputs(cell, x, states, w_ih, w_hh, b_ih, b_hh, lengths)
-    T, B, _, H = size
-    need = _WORKSPACE_LEN[cell](*size, *ws_flags)
-    ws = _workspace(ctype, dtype, workspace, need)
-    if B > 1:  # batch 1 writes one row a step: not worth the extra microsecond here
-        y, y_ptr = _row_aligned(ctype, dtype, (T, B, H))
-        outs, out_ptrs = _outputs(ctype, dtype, [(B, H)] * len(states))
-        outs, out_ptrs = [y] + outs, [y_ptr] + out_ptrs
-    else:
-        outs, out_ptrs = _outputs(ctype, dtype, [(T, B, H)] + [(B, H)] * len(states))
-    _run(cell, "forward", sfx, *size, *flags, *ptrs, *out_ptrs, ws)
-    return tuple(outs)
+    T, B, I, H, sfx, ctype, dtype, ptrs = _inputs(cell, x, states, w_ih, w_hh, b_ih, b_hh,
+                                                  lengths)
+    ws = _workspace(ctype, dtype, workspace, _WORKSPACE_LEN[cell](T, B, I, H, *ws_flags))
+    # batch 1 writes one row a step: not worth the extra microsecond of aligning y
+    y, y_ptr = (_row_aligned if B > 1 else _new)(ctype, dtype, (T, B, H))
+    h_n, h_ptr = _new(ctype, dtype, (B, H))
+    if len(states) == 1:
+        _run(cell, "forward", sfx, T, B, I, H, *flags, *ptrs, y_ptr, h_ptr, ws)
+        return y, h_n
+    c_n, c_ptr = _new(ctype, dtype, (B, H))
+    _run(cell, "forward", sfx, T, B, I, H, *flags, *ptrs, y_ptr, h_ptr, c_ptr, ws)
+    return y, h_n, c_n
 
 
 def _backward(cell, x, states, w_ih, w_hh, b_ih, b_hh, lengths, dy, grads_n, workspace, flags,
               ws_flags):
-    """Shared body of the three backwards: dx, d<states>, dw_ih, dw_hh, db_ih, db_hh."""
-    size, sfx, ctype, dtype, ptrs = _inputs(cell, x, states, w_ih, w_hh, b_ih, b_hh, lengths)
-    T, B, I, H = size
+    """Shared body of the three backwards: dx, d<states>, dw_ih, dw_hh, db_ih, db_hh.
+    grads_n: the gradients of the final states (dh_n or dh_n, dc_n), each an array or None."""
+    T, B, I, H, sfx, ctype, dtype, ptrs = _inputs(cell, x, states, w_ih, w_hh, b_ih, b_hh,
+                                                  lengths)
     GH = _GATES[cell] * H
     if dy is None:
         raise ValueError(f"dy: expected an array of shape {_shape((T, B, H))}, got None")
     ptrs.append(_pointer(ctype, dtype, "dy", dy, (T, B, H)))
-    ptrs += [_pointer(ctype, dtype, name, g, (B, H)) for name, g in grads_n]
-    need = _WORKSPACE_LEN[cell](*size, 1, *ws_flags)
-    ws = _workspace(ctype, dtype, workspace, need)
-    bias = (GH,) if b_ih is not None else None
-    outs, out_ptrs = _outputs(ctype, dtype, [(T, B, I)] + [(B, H)] * len(states)
-                              + [(GH, I), (GH, H), bias, bias])
-    _run(cell, "backward", sfx, *size, *flags, *ptrs, *out_ptrs, ws)
-    return tuple(outs)
+    for name, g in zip(_GRAD_NAMES[cell], grads_n):
+        ptrs.append(_pointer(ctype, dtype, name, g, (B, H)))
+    ws = _workspace(ctype, dtype, workspace, _WORKSPACE_LEN[cell](T, B, I, H, 1, *ws_flags))
+    outs = [_new(ctype, dtype, (T, B, I))]
+    outs += [_new(ctype, dtype, (B, H)) for _ in states]
+    outs += [_new(ctype, dtype, (GH, I)), _new(ctype, dtype, (GH, H))]
+    outs += [_new(ctype, dtype, (GH,)) for _ in range(2)] if b_ih is not None \
+        else [(None, _NULL)] * 2
+    _run(cell, "backward", sfx, T, B, I, H, *flags, *ptrs, *[p for _, p in outs], ws)
+    return tuple(a for a, _ in outs)
 
 
 def _workspace_len(n: int) -> int:
@@ -182,35 +195,35 @@ def gru_workspace_len(T: int, B: int, I: int, H: int, training: bool, reset_afte
 def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, workspace, *, reverse=False,
                 training=False, relu=False):
     """See :func:`pyrnn.ref.rnn_forward`. Returns y [T,B,H], h_n [B,H]."""
-    return _forward("rnn", x, [("h0", h0)], w_ih, w_hh, b_ih, b_hh, lengths, workspace,
+    return _forward("rnn", x, (h0,), w_ih, w_hh, b_ih, b_hh, lengths, workspace,
                     (int(reverse), int(training), int(relu)), (int(training),))
 
 
 def rnn_backward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, dy, dh_n, workspace, *, reverse=False,
                  relu=False):
     """See :func:`pyrnn.ref.rnn_backward`. Returns dx, dh0, dw_ih, dw_hh, db_ih, db_hh."""
-    return _backward("rnn", x, [("h0", h0)], w_ih, w_hh, b_ih, b_hh, lengths, dy,
-                     [("dh_n", dh_n)], workspace, (int(reverse), int(relu)), ())
+    return _backward("rnn", x, (h0,), w_ih, w_hh, b_ih, b_hh, lengths, dy,
+                     (dh_n,), workspace, (int(reverse), int(relu)), ())
 
 
 def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, workspace, *, reverse=False,
                  training=False):
     """See :func:`pyrnn.ref.lstm_forward`. Returns y [T,B,H], h_n [B,H], c_n [B,H]."""
-    return _forward("lstm", x, [("h0", h0), ("c0", c0)], w_ih, w_hh, b_ih, b_hh, lengths,
+    return _forward("lstm", x, (h0, c0), w_ih, w_hh, b_ih, b_hh, lengths,
                     workspace, (int(reverse), int(training)), (int(training),))
 
 
 def lstm_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, dy, dh_n, dc_n, workspace, *,
                   reverse=False):
     """See :func:`pyrnn.ref.lstm_backward`. Returns dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh."""
-    return _backward("lstm", x, [("h0", h0), ("c0", c0)], w_ih, w_hh, b_ih, b_hh, lengths, dy,
-                     [("dh_n", dh_n), ("dc_n", dc_n)], workspace, (int(reverse),), ())
+    return _backward("lstm", x, (h0, c0), w_ih, w_hh, b_ih, b_hh, lengths, dy,
+                     (dh_n, dc_n), workspace, (int(reverse),), ())
 
 
 def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, workspace, *, reverse=False,
                 training=False, reset_after=True):
     """See :func:`pyrnn.ref.gru_forward`. Returns y [T,B,H], h_n [B,H]."""
-    return _forward("gru", x, [("h0", h0)], w_ih, w_hh, b_ih, b_hh, lengths, workspace,
+    return _forward("gru", x, (h0,), w_ih, w_hh, b_ih, b_hh, lengths, workspace,
                     (int(reverse), int(training), int(reset_after)),
                     (int(training), int(reset_after)))
 
@@ -218,8 +231,8 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, workspace, *, reverse=Fa
 def gru_backward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, dy, dh_n, workspace, *, reverse=False,
                  reset_after=True):
     """See :func:`pyrnn.ref.gru_backward`. Returns dx, dh0, dw_ih, dw_hh, db_ih, db_hh."""
-    return _backward("gru", x, [("h0", h0)], w_ih, w_hh, b_ih, b_hh, lengths, dy,
-                     [("dh_n", dh_n)], workspace, (int(reverse), int(reset_after)),
+    return _backward("gru", x, (h0,), w_ih, w_hh, b_ih, b_hh, lengths, dy,
+                     (dh_n,), workspace, (int(reverse), int(reset_after)),
                      (int(reset_after),))
 
 
