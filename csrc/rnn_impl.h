@@ -44,19 +44,127 @@ static inline real *FN(rnn_state)(const struct FN(rnn_ctx) *x, int64_t s)
     return x->r.hbuf + (s & 1) * (c->B * c->H + PYRNN_STATE_SKEW);
 }
 
+/* b_ih + b_hh of unit block u (zeros without bias). */
+static inline V FN(rnn_block_bias)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c, int64_t u)
+{
+    const int64_t ju = u * VW, n = c->H - ju < VW ? c->H - ju : VW;
+    return c->b_ih ? FN(vload_n)(c->b_ih + ju, n) + FN(vload_n)(c->b_hh + ju, n) : FN(vdup)(0);
+}
+
+/* The fused update of one row of nb (1 or 2) consecutive unit blocks, the last with n_last
+ * units, the others whole. Pointers are at the first block's first unit in that row: g of
+ * gates[t] (the input projection in, the activation out), y of y[t], h_prev and h of the
+ * states; g_next, y_next: the next step's rows, prefetched (NULL after the last step); gh: the
+ * blocks' recurrent sums (VW apart); bias: their bias sums; ok: whether step t is valid for
+ * the row. Two blocks side by side let their activations' dependency chains (tanh: about 55
+ * cycles, ending in a division) interleave, which batch 1, one row a block, otherwise waits
+ * on block by block (RNN 100x1x32x64 inference 0.82 of the time, benchmarks/RESULTS.md). */
+static inline __attribute__((always_inline)) void FN(rnn_row)(
+    int relu, const int nb, int64_t n_last, real *g, const real *g_next, real *y,
+    const real *y_next, const real *h_prev, real *h, const real *gh, const V *bias, int ok)
+{
+    V pre[2], act[2];
+    for (int k = 0; k < nb; k++) {
+        const int64_t n = k + 1 < nb ? VW : n_last;
+        if (g_next) {
+            FN(prefetch)(g_next + k * VW, n, 0);
+            FN(prefetch)(y_next + k * VW, n, 1);
+        }
+        pre[k] = (FN(vload_n)(g + k * VW, n) + bias[k]) + FN(vload)(gh + k * VW);
+    }
+    if (relu)  /* one branch around both blocks' activations, which then interleave */
+        for (int k = 0; k < nb; k++) act[k] = FN(vrelu)(pre[k]);
+    else
+        for (int k = 0; k < nb; k++) act[k] = FN(vtanh)(pre[k]);
+    for (int k = 0; k < nb; k++) {
+        const int64_t n = k + 1 < nb ? VW : n_last;
+        FN(vstore_n)(g + k * VW, act[k], n);
+        FN(vstore_n)(h + k * VW, ok ? act[k] : FN(vload_n)(h_prev + k * VW, n), n);
+        FN(vstore_n)(y + k * VW, ok ? act[k] : FN(vdup)(0), n);
+    }
+}
+
+/* Where step t of the forward reads and writes: the rows of gates[t] and y[t], the next
+ * step's (prefetched; NULL after the last step) and the states. */
+struct FN(rnn_step) {
+    int64_t t;
+    real *g, *y;
+    const real *g_next, *y_next;
+    const real *h_prev;
+    real *h;
+};
+
+/* Batch 1's step over the thread's unit blocks [u0, u1) (u0 even): every pair's product first,
+ * several pairs at once (the state row is its own transpose: they read it where it is), then
+ * each pair's two blocks side by side. */
+static __attribute__((noinline)) void FN(rnn_step_b1)(const struct FN(rnn_ctx) *x,
+                                                      const struct FN(rnn_step) *st, int64_t u0,
+                                                      int64_t u1)
+{
+    const struct PYRNN_CAT(pyrnn_call_, SFX) *c = x->c;
+    const int64_t H = c->H, t = st->t;
+    real *acc = x->r.tail.acc;
+    FN(tiles_product_b1)(2, H, st->h_prev, x->r.tail.wpack, H, 0, u0 / 2, (u1 + 1) / 2, acc,
+                         2 * VW, c->lengths, t);
+    const int ok = FN(valid)(c->lengths, 0, t);
+    for (int64_t u = u0; u < u1; u += 2) {
+        const int64_t ju = u * VW, n_last = H - (u + 1) * VW;
+        const V bias[2] = {FN(rnn_block_bias)(c, u),
+                           u + 1 < u1 ? FN(rnn_block_bias)(c, u + 1) : FN(vdup)(0)};
+        real *g = st->g + ju, *y = st->y + ju, *h = st->h + ju;
+        const real *g_next = st->g_next ? st->g_next + ju : NULL;
+        const real *y_next = st->y_next ? st->y_next + ju : NULL;
+        if (u + 1 < u1)
+            FN(rnn_row)(c->flag, 2, n_last < VW ? n_last : VW, g, g_next, y, y_next,
+                        st->h_prev + ju, h, acc + ju, bias, ok);
+        else
+            FN(rnn_row)(c->flag, 1, H - ju < VW ? H - ju : VW, g, g_next, y, y_next,
+                        st->h_prev + ju, h, acc + ju, bias, ok);
+    }
+}
+
+/* A batch's step (s-th visited) over the thread's pairs of unit blocks [q0, q1): each pair's
+ * product, then its blocks row by row; the new state's columns transposed for the next step
+ * (hT_prev -> hT_next). */
+static __attribute__((noinline)) void FN(rnn_step_batch)(const struct FN(rnn_ctx) *x,
+                                                         const struct FN(rnn_step) *st,
+                                                         int64_t s, int64_t q0, int64_t q1,
+                                                         const real *hT_prev, real *hT_next)
+{
+    const struct PYRNN_CAT(pyrnn_call_, SFX) *c = x->c;
+    const int64_t B = c->B, H = c->H, ld = x->r.gates_ld, t = st->t;
+    real *acc = x->r.tail.acc;
+    for (int64_t qi = 0; qi < q1 - q0; qi++) {
+        const int64_t q = FN(block_at)(q0, q1, s, qi);
+        FN(pair_product)(B, H, hT_prev, x->r.tail.wpack, H, 0, q, FN(next_block)(q0, q1, s, qi),
+                         acc, c->lengths, t);
+        for (int64_t u = 2 * q; u < 2 * q + 2 && u < x->nblk; u++) {
+            const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
+            /* [B][2*VW] h_prev @ w_hh^T for the pair's units; this block's half */
+            const real *gh = acc + q * B * 2 * VW + (u - 2 * q) * VW;
+            const V bias = FN(rnn_block_bias)(c, u);
+            for (int64_t b = 0; b < B; b++) {
+                const int64_t gb = b * ld + ju, yb = b * H + ju;
+                FN(rnn_row)(c->flag, 1, n, st->g + gb, st->g_next ? st->g_next + gb : NULL,
+                            st->y + yb, st->y_next ? st->y_next + yb : NULL, st->h_prev + yb,
+                            st->h + yb, gh + b * 2 * VW, &bias, FN(valid)(c->lengths, b, t));
+            }
+            FN(transpose_rows)(st->h + ju, H, B, n, ju, hT_next);
+        }
+    }
+}
+
 static void FN(rnn_forward_team)(void *vctx, int tid, int nth)
 {
     const struct FN(rnn_ctx) *x = vctx;
     const struct PYRNN_CAT(pyrnn_call_, SFX) *c = x->c;
-    const int64_t T = c->T, B = c->B, H = c->H;
-    real *gates = x->r.gates, *acc = x->r.tail.acc, *wpack = x->r.tail.wpack;
-    const int64_t ld = x->r.gates_ld;
+    const int64_t T = c->T, B = c->B, H = c->H, ld = x->r.gates_ld;
     real *hT = x->r.tail.tbuf;
     int64_t u0, u1, j0, j1;
     FN(own_blocks)(x->nblk, tid, nth, &u0, &u1);
     FN(own_units)(H, u0, u1, &j0, &j1);
     const int64_t q0 = u0 / 2, q1 = (u1 + 1) / 2;  /* the pairs of blocks */
-    FN(pack_tiles)(c->w_hh, H, 1, 2 * VW, q0, q1, wpack);
+    FN(pack_tiles)(c->w_hh, H, 1, 2 * VW, q0, q1, x->r.tail.wpack);
     FN(init_state)(c->h0, B, H, j0, j1, FN(rnn_state)(x, 0), B > 1 ? hT : NULL);
     pyrnn_barrier(nth);
 
@@ -64,44 +172,15 @@ static void FN(rnn_forward_team)(void *vctx, int tid, int nth)
     for (int64_t s = 0; s < T; s++) {
         const int64_t t = FN(step_at)(T, c->reverse, s);
         const int64_t t2 = s + 1 < T ? FN(step_at)(T, c->reverse, s + 1) : -1;
-        const real *h_prev = FN(rnn_state)(x, s);
-        real *h = s + 1 < T ? FN(rnn_state)(x, s + 1) : c->h_n;
-        /* batch 1's state is its own transpose: the products read it where it is */
-        const real *hT_prev = B == 1 ? h_prev : hT + (s & 1) * H * B;
-        real *hT_next = hT + ((s + 1) & 1) * H * B;
-        if (B == 1)  /* every pair's product first, several at once; then the updates */
-            FN(tiles_product_b1)(2, H, h_prev, wpack, H, 0, q0, q1, acc, 2 * VW, c->lengths, t);
-        for (int64_t qi = 0; qi < q1 - q0; qi++) {
-            const int64_t q = FN(block_at)(q0, q1, s, qi);
-            if (B > 1)
-                FN(pair_product)(B, H, hT_prev, wpack, H, 0, q, FN(next_block)(q0, q1, s, qi),
-                                 acc, c->lengths, t);
-            for (int64_t u = 2 * q; u < 2 * q + 2 && u < x->nblk; u++) {
-                const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
-                /* [B][2*VW] h_prev @ w_hh^T for the pair's units; this block's half */
-                const real *gh = acc + q * B * 2 * VW + (u - 2 * q) * VW;
-                const V bias = c->b_ih ? FN(vload_n)(c->b_ih + ju, n) +
-                                             FN(vload_n)(c->b_hh + ju, n)
-                                       : FN(vdup)(0);
-                for (int64_t b = 0; b < B; b++) {
-                    if (t2 >= 0) {  /* this row of the next step's input projection and output */
-                        FN(prefetch)(gates + (t2 * B + b) * ld + ju, n, 0);
-                        FN(prefetch)(c->y + (t2 * B + b) * H + ju, n, 1);
-                    }
-                    real *g = gates + (t * B + b) * ld + ju;
-                    V pre = FN(vload_n)(g, n);
-                    if (c->b_ih) pre += bias;
-                    pre += FN(vload)(gh + b * 2 * VW);
-                    const V act = c->flag ? FN(vrelu)(pre) : FN(vtanh)(pre);
-                    FN(vstore_n)(g, act, n);
-                    const int ok = FN(valid)(c->lengths, b, t);
-                    const V hv = ok ? act : FN(vload_n)(h_prev + b * H + ju, n);
-                    FN(vstore_n)(h + b * H + ju, hv, n);
-                    FN(vstore_n)(c->y + (t * B + b) * H + ju, ok ? act : FN(vdup)(0), n);
-                }
-                if (B > 1) FN(transpose_rows)(h + ju, H, B, n, ju, hT_next);
-            }
-        }
+        const struct FN(rnn_step) st = {
+            t, x->r.gates + t * B * ld, c->y + t * B * H,
+            t2 >= 0 ? x->r.gates + t2 * B * ld : NULL, t2 >= 0 ? c->y + t2 * B * H : NULL,
+            FN(rnn_state)(x, s), s + 1 < T ? FN(rnn_state)(x, s + 1) : c->h_n};
+        if (B == 1)
+            FN(rnn_step_b1)(x, &st, u0, u1);
+        else
+            FN(rnn_step_batch)(x, &st, s, q0, q1, hT + (s & 1) * H * B,
+                               hT + ((s + 1) & 1) * H * B);
         if (s + 1 < T) pyrnn_barrier(nth);
     }
 }
