@@ -74,6 +74,125 @@ static inline void FN(gru_output)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c, i
     FN(vstore_n)(c->y + t * c->B * c->H + at, ok ? hv : FN(vdup)(0), n);
 }
 
+/* Phase 1 of step t for row b of nb (1 or 2) consecutive unit blocks from unit ju, the last
+ * with n_last units, the others whole: r and z, then n and the output (reset_after) or
+ * r * h_prev, kept where the next state goes until phase 2 (reset_before). gh: the blocks'
+ * recurrent sums, G*VW apart. Two blocks side by side let their activations' dependency chains
+ * (sigmoid, then tanh) interleave, which batch 1, one row a block, otherwise waits on block by
+ * block (GRU 100x1x32x64 inference 0.84-0.85 of the time, benchmarks/RESULTS.md). */
+static inline __attribute__((always_inline)) void FN(gru_row)(
+    const struct FN(gru_ctx) *x, const int reset_after, const int nb, int64_t n_last, int64_t t,
+    int64_t b, int64_t ju, const real *gh, const real *h_prev, real *h)
+{
+    const struct PYRNN_CAT(pyrnn_call_, SFX) *c = x->c;
+    const int64_t B = c->B, H = c->H, G = 3, at = b * H + ju;
+    real *g3 = x->r.gates + (t * B + b) * G * H + ju;
+    real *extra = c->training ? x->r.extra + t * B * H + at : NULL;
+    V r[2], z[2], n_seen[2], nv[2];
+    int64_t n[2];
+    for (int k = 0; k < nb; k++) {  /* every load first: the chains below run uninterrupted */
+        const real *ghk = gh + k * G * VW;
+        n[k] = k + 1 < nb ? VW : n_last;
+        r[k] = FN(gru_gx)(c, g3 + k * VW, 0, ju + k * VW, n[k]) + FN(vload)(ghk);
+        z[k] = FN(gru_gx)(c, g3 + k * VW, 1, ju + k * VW, n[k]) + FN(vload)(ghk + VW);
+        if (reset_after) {
+            nv[k] = FN(gru_gx)(c, g3 + k * VW, 2, ju + k * VW, n[k]);
+            n_seen[k] = FN(vload)(ghk + 2 * VW);
+            if (c->b_hh) n_seen[k] += FN(vload_n)(c->b_hh + 2 * H + ju + k * VW, n[k]);
+        } else {
+            nv[k] = FN(vdup)(0);  /* n waits for phase 2 */
+            n_seen[k] = FN(vload_n)(h_prev + at + k * VW, n[k]);  /* h_prev, r applied below */
+        }
+    }
+    for (int k = 0; k < nb; k++) r[k] = FN(vsigmoid)(r[k]);
+    for (int k = 0; k < nb; k++) z[k] = FN(vsigmoid)(z[k]);
+    if (reset_after)
+        for (int k = 0; k < nb; k++) nv[k] = FN(vtanh)(nv[k] + r[k] * n_seen[k]);
+    else
+        for (int k = 0; k < nb; k++) n_seen[k] = r[k] * n_seen[k];
+    for (int k = 0; k < nb; k++) {
+        FN(vstore_n)(g3 + k * VW, r[k], n[k]);
+        FN(vstore_n)(g3 + k * VW + H, z[k], n[k]);
+        if (extra) FN(vstore_n)(extra + k * VW, n_seen[k], n[k]);
+        if (reset_after) {
+            FN(vstore_n)(g3 + k * VW + 2 * H, nv[k], n[k]);
+            FN(gru_output)(c, t, b, ju + k * VW, n[k], z[k], nv[k], h_prev, h);
+        } else {  /* kept in the next state until phase 2 writes it, to be transposed */
+            FN(vstore_n)(h + at + k * VW, n_seen[k], n[k]);
+        }
+    }
+}
+
+/* Phase 1 of batch 1's step t over the thread's unit blocks [u0, u1) (u0 even): every
+ * block's products first, then pairs of blocks side by side (gru_row); reset_before's
+ * r * h_prev copied where phase 2's product reads it. */
+static __attribute__((noinline)) void FN(gru_phase1_b1)(const struct FN(gru_ctx) *x, int64_t t,
+                                                        int64_t u0, int64_t u1,
+                                                        const real *h_prev, real *h)
+{
+    const struct PYRNN_CAT(pyrnn_call_, SFX) *c = x->c;
+    const int64_t H = c->H, G = 3;
+    const int reset_after = c->flag;
+    real *acc = x->r.tail.acc;
+    FN(tiles_product_b1)(reset_after ? 3 : 2, H, h_prev, x->r.tail.wpack, H, 0, u0, u1, acc,
+                         G * VW, c->lengths, t);
+    for (int64_t u = u0; u < u1; u += 2) {
+        if (u + 2 <= u1 && (u + 2) * VW <= H) {  /* whole vectors: no partial loads */
+            if (reset_after)
+                FN(gru_row)(x, 1, 2, VW, t, 0, u * VW, acc + u * G * VW, h_prev, h);
+            else
+                FN(gru_row)(x, 0, 2, VW, t, 0, u * VW, acc + u * G * VW, h_prev, h);
+            continue;
+        }
+        for (int64_t v = u; v < u1 && v < u + 2; v++)
+            FN(gru_row)(x, reset_after, 1, H - v * VW < VW ? H - v * VW : VW, t, 0, v * VW,
+                        acc + v * G * VW, h_prev, h);
+    }
+    if (!reset_after) {
+        const int64_t j0 = u0 * VW, j1 = u1 * VW < H ? u1 * VW : H;
+        real *rhT = x->r.tail.tbuf + 2 * H;
+        memcpy(rhT + j0, h + j0, (size_t)(j1 - j0) * sizeof(real));
+    }
+}
+
+/* Phase 1 of a batch's step (s-th visited, step t) over the thread's unit blocks [u0, u1):
+ * each block's product, then its rows; the new state (reset_after) or r * h_prev
+ * (reset_before) transposed for the next product. */
+static __attribute__((noinline)) void FN(gru_phase1_batch)(
+    const struct FN(gru_ctx) *x, int64_t s, int64_t u0, int64_t u1, const real *hT_prev,
+    const real *h_prev, real *h, real *hT_next)
+{
+    const struct PYRNN_CAT(pyrnn_call_, SFX) *c = x->c;
+    const int64_t T = c->T, B = c->B, H = c->H, G = 3, t = FN(step_at)(T, c->reverse, s);
+    const int reset_after = c->flag, tile = reset_after ? 3 : 2;
+    real *gates = x->r.gates, *acc = x->r.tail.acc, *wpack = x->r.tail.wpack;
+    real *rhT = x->r.tail.tbuf + 2 * H * B;
+    for (int64_t ui = 0; ui < u1 - u0; ui++) {
+        const int64_t u = FN(block_at)(u0, u1, s, ui);
+        const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
+        real *gh = acc + u * B * G * VW;  /* [B][r,z(,n)][VW] h_prev @ w_h{rz(n)}^T */
+        const int64_t nu = FN(next_block)(u0, u1, s, ui);
+        FN(recur_tile)(B, tile, H, hT_prev, wpack + u * H * tile * VW, gh, c->lengths, t,
+                       nu < 0 ? NULL : wpack + nu * H * tile * VW);
+        int64_t pu;
+        const int64_t pt = FN(next_visit)(T, c->reverse, u0, u1, s, ui, &pu);
+        const int64_t pj = pu * VW, pn = H - pj < VW ? H - pj : VW;
+        for (int64_t b = 0; b < B; b++) {
+            if (pt >= 0) {  /* this row of the next visit's input projection and outputs */
+                for (int k = 0; k < G; k++)
+                    FN(prefetch)(gates + (pt * B + b) * G * H + k * H + pj, pn, 0);
+                FN(prefetch)(c->y + (pt * B + b) * H + pj, pn, 1);
+                if (c->training) FN(prefetch)(x->r.extra + (pt * B + b) * H + pj, pn, 1);
+            }
+            if (reset_after)
+                FN(gru_row)(x, 1, 1, n, t, b, ju, gh + b * tile * VW, h_prev, h);
+            else
+                FN(gru_row)(x, 0, 1, n, t, b, ju, gh + b * tile * VW, h_prev, h);
+        }
+        FN(transpose_rows)(h + ju, H, B, n, ju, reset_after ? hT_next : rhT);
+    }
+}
+
 static void FN(gru_forward_team)(void *vctx, int tid, int nth)
 {
     const struct FN(gru_ctx) *x = vctx;
@@ -101,56 +220,13 @@ static void FN(gru_forward_team)(void *vctx, int tid, int nth)
         const int64_t t = FN(step_at)(T, c->reverse, s);
         const real *h_prev = FN(gru_state)(x, s);
         real *h = s + 1 < T ? FN(gru_state)(x, s + 1) : c->h_n;
+        real *hT_next = hT + ((s + 1) & 1) * H * B;
         /* batch 1's state is its own transpose: the products read it where it is (r * h_prev,
          * written where the next state goes until phase 2, is copied) */
-        const real *hT_prev = B == 1 ? h_prev : hT + (s & 1) * H * B;
-        real *hT_next = hT + ((s + 1) & 1) * H * B;
-        const int tile = reset_after ? 3 : 2;
-        if (B == 1)  /* batch 1: every block's products first */
-            FN(tiles_product_b1)(tile, H, h_prev, wpack, H, 0, u0, u1, acc, G * VW, c->lengths,
-                                 t);
-        for (int64_t ui = 0; ui < u1 - u0; ui++) {
-            const int64_t u = FN(block_at)(u0, u1, s, ui);
-            const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
-            real *gh = acc + u * B * G * VW;  /* [B][r,z(,n)][VW] h_prev @ w_h{rz(n)}^T */
-            const int64_t nu = FN(next_block)(u0, u1, s, ui);
-            if (B > 1)
-                FN(recur_tile)(B, tile, H, hT_prev, wpack + u * H * tile * VW, gh, c->lengths,
-                               t, nu < 0 ? NULL : wpack + nu * H * tile * VW);
-            int64_t pu;
-            const int64_t pt = FN(next_visit)(T, c->reverse, u0, u1, s, ui, &pu);
-            const int64_t pj = pu * VW, pn = H - pj < VW ? H - pj : VW;
-            for (int64_t b = 0; b < B; b++) {
-                if (pt >= 0) {  /* this row of the next visit's input projection and outputs */
-                    for (int k = 0; k < G; k++)
-                        FN(prefetch)(gates + (pt * B + b) * G * H + k * H + pj, pn, 0);
-                    FN(prefetch)(c->y + (pt * B + b) * H + pj, pn, 1);
-                    if (c->training) FN(prefetch)(x->r.extra + (pt * B + b) * H + pj, pn, 1);
-                }
-                real *g3 = gates + (t * B + b) * G * H + ju;
-                const real *ghb = gh + b * tile * VW;
-                const V r = FN(vsigmoid)(FN(gru_gx)(c, g3, 0, ju, n) + FN(vload)(ghb));
-                const V z = FN(vsigmoid)(FN(gru_gx)(c, g3, 1, ju, n) + FN(vload)(ghb + VW));
-                FN(vstore_n)(g3, r, n);
-                FN(vstore_n)(g3 + H, z, n);
-                const int64_t at = b * H + ju;
-                if (reset_after) {
-                    V n_seen = FN(vload)(ghb + 2 * VW);
-                    if (c->b_hh) n_seen += FN(vload_n)(c->b_hh + 2 * H + ju, n);
-                    const V nv = FN(vtanh)(FN(gru_gx)(c, g3, 2, ju, n) + r * n_seen);
-                    FN(vstore_n)(g3 + 2 * H, nv, n);
-                    if (c->training) FN(vstore_n)(x->r.extra + t * B * H + at, n_seen, n);
-                    FN(gru_output)(c, t, b, ju, n, z, nv, h_prev, h);
-                } else {
-                    const V n_seen = r * FN(vload_n)(h_prev + at, n);
-                    if (c->training) FN(vstore_n)(x->r.extra + t * B * H + at, n_seen, n);
-                    /* kept in the next state until phase 2 writes it, to be transposed */
-                    FN(vstore_n)(h + at, n_seen, n);
-                }
-            }
-            if (!reset_after) FN(transpose_rows)(h + ju, H, B, n, ju, rhT);
-            else if (B > 1) FN(transpose_rows)(h + ju, H, B, n, ju, hT_next);
-        }
+        if (B == 1)
+            FN(gru_phase1_b1)(x, t, u0, u1, h_prev, h);
+        else
+            FN(gru_phase1_batch)(x, s, u0, u1, hT + (s & 1) * H * B, h_prev, h, hT_next);
         if (!reset_after) {
             pyrnn_barrier(nth);  /* every unit's r * h_prev is ready */
             if (B == 1)
