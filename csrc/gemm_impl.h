@@ -74,9 +74,11 @@ static void FN(mk)(int mr, int nv, int64_t K, const real *a, int64_t lda, const 
  * with one pair of vectors, 9 for 8 with four pairs). MV_SPLIT(pv) independent chains a vector
  * over interleaved k hide the FMA latency, as many as the accumulator registers hold with
  * MV_TILES(pv) tiles; they are added in a fixed order that depends on pv alone, so a thread's
- * share of the tiles does not change a bit of the results. */
+ * share of the tiles does not change a bit of the results. LSTM tiles (pv 4) go one at a time:
+ * their weights come from L2 from H=64 on, and two at once made LSTM 100x1x32x128 inference 5%
+ * slower (benchmarks/RESULTS.md). */
 #define MV_VECTORS 8
-#define MV_TILES(pv) (MV_VECTORS / (pv))
+#define MV_TILES(pv) ((pv) == 2 ? 4 : (pv) == 3 ? 2 : 1)
 #define MV_CHAINS(pv) (PYRNN_ACC_REGS / (MV_TILES(pv) * (pv)))
 #define MV_SPLIT(pv) (MV_CHAINS(pv) >= 4 ? 4 : MV_CHAINS(pv) >= 2 ? 2 : 1)
 static inline __attribute__((always_inline)) void FN(mv_body)(
@@ -121,7 +123,7 @@ static void FN(mv)(int np, int pv, int64_t K, const real *a, const real *b, int6
 {
     switch (np * 8 + pv) {
         MV_CASE(1, 2) MV_CASE(2, 2) MV_CASE(3, 2) MV_CASE(4, 2) MV_CASE(1, 3) MV_CASE(2, 3)
-        MV_CASE(1, 4) MV_CASE(2, 4)
+        MV_CASE(1, 4)
     default: return;
     }
 }

@@ -132,9 +132,12 @@ static inline int64_t FN(lstm_block)(const struct FN(lstm_ctx) *x, int64_t s, in
     real *gates = x->r.gates, *wpack = x->r.tail.wpack;
     real *gh = x->r.tail.acc + u * B * G * VW;  /* [B][i,f,g,o][VW] h_prev @ w_hh^T */
     const int64_t nu = FN(next_block)(u0, u1, s, ui);
-    if (B > 1)  /* batch 1's products came first (tiles_product_b1) */
+    if (B > 1)
         FN(recur_tile)(B, G, H, hT_prev, wpack + u * H * G * VW, gh, c->lengths, t,
                        nu < 0 ? NULL : wpack + nu * H * G * VW);
+    else
+        FN(tiles_product_b1)(G, H, hT_prev, wpack, H, 0, u, u + 1, x->r.tail.acc, G * VW,
+                             c->lengths, t);
     /* field by field: an initializer would zero the whole struct first, with a `rep stos` that
      * cost batch 1 about 10 ns a block */
     rw->lengths = c->lengths;
@@ -200,12 +203,6 @@ static void FN(lstm_forward_team)(void *vctx, int tid, int nth)
             struct FN(lstm_rows) rw[2];
             V scratch[2][5];  /* where what inference does not keep goes */
             int64_t n[2];
-            if (B == 1) {  /* the blocks' products at once, before their updates */
-                const int64_t ua = (s & 1) ? u1 - ui - nb : u0 + ui;  /* block_at's lower */
-                FN(tiles_product_b1)(G, H, h_prev, x->r.tail.wpack, H, 0, ua, ua + nb,
-                                     x->r.tail.acc, G * VW, c->lengths,
-                                     FN(step_at)(T, c->reverse, s));
-            }
             for (int64_t k = 0; k < nb; k++)
                 n[k] = FN(lstm_block)(x, s, u0, u1, ui + k, hT_prev, h_prev, c_prev, h, cs,
                                       scratch[k], &rw[k], hold ? held_bias : NULL);
