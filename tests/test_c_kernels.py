@@ -331,9 +331,13 @@ def test_a_failing_status_becomes_pyrnn_error():
 def test_wrong_workspace_raises_before_the_kernel():
     p = make_problem("rnn", 3, 2, 2, 4, np.float32, "none", True, False)
     args = (p["x"], None, *p["weights"], None)
-    short = np.empty(_c.rnn_workspace_len(3, 2, 2, 4, False) - 1, np.float32)
-    with pytest.raises(ValueError, match="workspace: expected a writeable contiguous 1-D"):
-        _c.rnn_forward(*args, short)
+    need = _c.rnn_workspace_len(3, 2, 2, 4, False)
+    read_only = np.empty(need, np.float32)
+    read_only.flags.writeable = False
+    for bad in (np.empty(need - 1, np.float32), read_only, np.empty(2 * need, np.float32)[::2],
+                np.empty((1, need), np.float32)):
+        with pytest.raises(ValueError, match="workspace: expected a writeable contiguous 1-D"):
+            _c.rnn_forward(*args, bad)
     with pytest.raises(TypeError, match="workspace: expected a NumPy array of float32"):
         _c.rnn_forward(*args, np.empty(10_000, np.float64))
 
