@@ -128,6 +128,13 @@ static inline void FN(pair_product)(int64_t B, int64_t K, const real *aT, const 
                    next_q < 0 ? NULL : panels + (next_q * ktot + k0) * w);
 }
 
+/* b_ih + b_hh of gate k of unit block u, H apart from gate to gate (zeros without bias). */
+static inline V FN(block_bias)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c, int k, int64_t u)
+{
+    const int64_t ju = u * VW, n = c->H - ju < VW ? c->H - ju : VW, at = k * c->H + ju;
+    return c->b_ih ? FN(vload_n)(c->b_ih + at, n) + FN(vload_n)(c->b_hh + at, n) : FN(vdup)(0);
+}
+
 /* Batch 1's recurrent products of the tiles [u0, u1), of pv vectors each, ahead of the
  * pointwise updates that read them (batch 1 skips recur_tile): up to MV_TILES(pv) at once, in
  * groups as even as they can be, so that one broadcast of a[k] serves several tiles.

@@ -79,7 +79,7 @@ static inline void FN(gru_output)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c, i
  * r * h_prev, kept where the next state goes until phase 2 (reset_before). gh: the blocks'
  * recurrent sums, G*VW apart. Two blocks side by side let their activations' dependency chains
  * (sigmoid, then tanh) interleave, which batch 1, one row a block, otherwise waits on block by
- * block (GRU 100x1x32x64 inference 0.84-0.85 of the time, benchmarks/RESULTS.md). */
+ * block (GRU 100x1x32x64 inference 0.86-0.87 of the time, benchmarks/RESULTS.md). */
 static inline __attribute__((always_inline)) void FN(gru_row)(
     const struct FN(gru_ctx) *x, const int reset_after, const int nb, int64_t n_last, int64_t t,
     int64_t b, int64_t ju, const real *gh, const real *h_prev, real *h)

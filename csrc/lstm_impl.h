@@ -105,11 +105,7 @@ static inline __attribute__((always_inline)) void FN(lstm_row)(const struct FN(l
 static inline void FN(lstm_block_bias)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c, int64_t u,
                                        V *bias)
 {
-    const int64_t H = c->H, ju = u * VW, n = H - ju < VW ? H - ju : VW;
-    for (int k = 0; k < 4; k++)
-        bias[k] = c->b_ih ? FN(vload_n)(c->b_ih + k * H + ju, n) +
-                                FN(vload_n)(c->b_hh + k * H + ju, n)
-                          : FN(vdup)(0);
+    for (int k = 0; k < 4; k++) bias[k] = FN(block_bias)(c, k, u);
 }
 
 /* A thread's blocks whose bias sums batch 1 takes once a call rather than every step (8 KiB of

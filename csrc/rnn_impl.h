@@ -44,13 +44,6 @@ static inline real *FN(rnn_state)(const struct FN(rnn_ctx) *x, int64_t s)
     return x->r.hbuf + (s & 1) * (c->B * c->H + PYRNN_STATE_SKEW);
 }
 
-/* b_ih + b_hh of unit block u (zeros without bias). */
-static inline V FN(rnn_block_bias)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c, int64_t u)
-{
-    const int64_t ju = u * VW, n = c->H - ju < VW ? c->H - ju : VW;
-    return c->b_ih ? FN(vload_n)(c->b_ih + ju, n) + FN(vload_n)(c->b_hh + ju, n) : FN(vdup)(0);
-}
-
 /* The fused update of one row of nb (1 or 2) consecutive unit blocks, the last with n_last
  * units, the others whole. Pointers are at the first block's first unit in that row: g of
  * gates[t] (the input projection in, the activation out), y of y[t], h_prev and h of the
@@ -58,7 +51,7 @@ static inline V FN(rnn_block_bias)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c, 
  * blocks' recurrent sums (VW apart); bias: their bias sums; ok: whether step t is valid for
  * the row. Two blocks side by side let their activations' dependency chains (tanh: about 55
  * cycles, ending in a division) interleave, which batch 1, one row a block, otherwise waits
- * on block by block (RNN 100x1x32x64 inference 0.82 of the time, benchmarks/RESULTS.md). */
+ * on block by block (RNN 100x1x32x64 inference 0.83 of the time, benchmarks/RESULTS.md). */
 static inline __attribute__((always_inline)) void FN(rnn_row)(
     int relu, const int nb, int64_t n_last, real *g, const real *g_next, real *y,
     const real *y_next, const real *h_prev, real *h, const real *gh, const V *bias, int ok)
@@ -109,8 +102,8 @@ static __attribute__((noinline)) void FN(rnn_step_b1)(const struct FN(rnn_ctx) *
     const int ok = FN(valid)(c->lengths, 0, t);
     for (int64_t u = u0; u < u1; u += 2) {
         const int64_t ju = u * VW, n_last = H - (u + 1) * VW;
-        const V bias[2] = {FN(rnn_block_bias)(c, u),
-                           u + 1 < u1 ? FN(rnn_block_bias)(c, u + 1) : FN(vdup)(0)};
+        const V bias[2] = {FN(block_bias)(c, 0, u),
+                           u + 1 < u1 ? FN(block_bias)(c, 0, u + 1) : FN(vdup)(0)};
         real *g = st->g + ju, *y = st->y + ju, *h = st->h + ju;
         const real *g_next = st->g_next ? st->g_next + ju : NULL;
         const real *y_next = st->y_next ? st->y_next + ju : NULL;
@@ -142,7 +135,7 @@ static __attribute__((noinline)) void FN(rnn_step_batch)(const struct FN(rnn_ctx
             const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
             /* [B][2*VW] h_prev @ w_hh^T for the pair's units; this block's half */
             const real *gh = acc + q * B * 2 * VW + (u - 2 * q) * VW;
-            const V bias = FN(rnn_block_bias)(c, u);
+            const V bias = FN(block_bias)(c, 0, u);
             for (int64_t b = 0; b < B; b++) {
                 const int64_t gb = b * ld + ju, yb = b * H + ju;
                 FN(rnn_row)(c->flag, 1, n, st->g + gb, st->g_next ? st->g_next + gb : NULL,
