@@ -267,6 +267,31 @@ def test_parameters_train_with_an_optimizer():
     assert losses[-1] < losses[0]
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_inference_runs_outside_autograd_with_the_same_results(cell):
+    """Without gradients to compute, the stack runs outside autograd: no graph on the results,
+    which match the recorded forward's bits; a weight assigned anew is the one used."""
+    ref, ours = make_pair(LAYERS, dict(cell=cell, bias=True, dtype=torch.float64), "c",
+                          input_size=3, hidden_size=4)
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    recorded = flat_outputs(*ours(x.clone().requires_grad_()))
+    assert all(t.grad_fn is not None for t in recorded)
+    with torch.no_grad():
+        plain = flat_outputs(*ours(x))
+    for model in (ours, ref):
+        for p in model.parameters():
+            p.requires_grad_(False)
+    frozen = flat_outputs(*ours(x))
+    for a, b, c in zip(recorded, plain, frozen):
+        assert not b.requires_grad and b.grad_fn is None and c.grad_fn is None
+        assert torch.equal(a.detach(), b) and torch.equal(b, c)
+    new_w = torch.randn_like(ref.weight_hh_l0)
+    for model in (ref, ours):
+        model.weight_hh_l0 = nn.Parameter(new_w.clone())
+    for a, b in zip(flat_outputs(*ours(x)), flat_outputs(*ref(x))):
+        assert rel_err_t(a, b) <= 1e-10
+
+
 def test_input_modified_in_place_before_backward_raises():
     model = pt.RNN(2, 3, backend="numpy")
     x = torch.randn(4, 1, 2, requires_grad=True)

@@ -32,8 +32,9 @@ def as_array(t: torch.Tensor | None):
     """A contiguous tensor's data for a backend, sharing its memory (None stays None)."""
     if t is None:
         return None
-    t = t.detach()  # torch refuses __cuda_array_interface__ on tensors that require grad
-    return t.numpy() if t.device.type == "cpu" else t
+    if t.is_cuda:
+        return t.detach()  # torch refuses __cuda_array_interface__ on tensors that require grad
+    return t.numpy(force=True)  # a host tensor's detach().numpy() in one call: no copy
 
 
 def as_tensor(a, device: torch.device) -> torch.Tensor:
@@ -76,6 +77,18 @@ class StackCall:
         return [g for layer in nested for group in layer for g in group[:per]]
 
 
+def run_stack(call: StackCall, x, h0, c0, flat_weights):
+    """The forward of ``call`` on tensors: its result tensors, and the StackContext backward
+    needs (None unless ``call.keep_workspace``)."""
+    weights = call.nest([as_array(w) for w in flat_weights])
+    out, h_n, c_n, stack = stack_forward(
+        call.spec, call.backend, weights, as_array(x), as_array(h0), as_array(c0),
+        call.lengths, training=call.keep_workspace, dropout=call.dropout, rng=TorchRandom())
+    device = x.device
+    results = (out, h_n) if c_n is None else (out, h_n, c_n)
+    return tuple(as_tensor(a, device) for a in results), stack
+
+
 class StackFunction(torch.autograd.Function):
     """``out, h_n[, c_n] = StackFunction.apply(call, x, h0, c0, *flat_weights)``.
 
@@ -86,16 +99,12 @@ class StackFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, call: StackCall, x, h0, c0, *flat_weights):
-        weights = call.nest([as_array(w) for w in flat_weights])
-        out, h_n, c_n, stack = stack_forward(
-            call.spec, call.backend, weights, as_array(x), as_array(h0), as_array(c0),
-            call.lengths, training=call.keep_workspace, dropout=call.dropout, rng=TorchRandom())
-        ctx.stack, ctx.call = stack, call
+        results, ctx.stack = run_stack(call, x, h0, c0, flat_weights)
+        ctx.call = call
         # saved only so that autograd checks nothing was modified in place before backward
         ctx.save_for_backward(x, h0, c0, *flat_weights)
         ctx.set_materialize_grads(False)
-        results = (out, h_n) if c_n is None else (out, h_n, c_n)
-        return tuple(as_tensor(a, x.device) for a in results)
+        return results
 
     @staticmethod
     @once_differentiable

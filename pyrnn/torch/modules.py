@@ -17,7 +17,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from .._backend import Backend, resolve
 from .._errors import BackendUnavailableError
 from ..functional import CellSpec
-from ._function import StackCall, StackFunction
+from ._function import StackCall, StackFunction, run_stack
 
 _SPECS = {
     "RNN_TANH": CellSpec("rnn", (("relu", False),)),
@@ -83,15 +83,20 @@ class _PyrnnModule:
                       stacklevel=5)  # the caller of module(...), past nn.Module's call wrappers
 
     def _apply_stack(self, call: StackCall, x, h0, c0, weights):
-        """Run the autograd function; x [T,B,I], h0/c0 [L*D,B,H] or None, weights flat."""
+        """Run the stack, through the autograd function when backward will need it (else
+        outside autograd: nothing to record); x [T,B,I], h0/c0 [L*D,B,H] or None, weights
+        flat."""
         tensors = [t for t in (x, h0, c0, *weights) if t is not None]
         for t in tensors[1:]:
             if t.dtype != x.dtype or t.device != x.device:
                 raise RuntimeError(f"pyrnn.torch.{type(self).__name__}: expected every state and "
                                    f"weight as {x.dtype} on {x.device} like the input, got "
                                    f"{t.dtype} on {t.device}")
-        return StackFunction.apply(call, *(None if t is None else t.contiguous()
-                                           for t in (x, h0, c0, *weights)))
+        x, h0, c0, *weights = (None if t is None else t.contiguous()
+                               for t in (x, h0, c0, *weights))
+        if call.keep_workspace:
+            return StackFunction.apply(call, x, h0, c0, *weights)
+        return run_stack(call, x, h0, c0, weights)[0]
 
     def _needs_workspace(self, tensors) -> bool:
         return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
@@ -169,7 +174,7 @@ class _Layer(_PyrnnModule):
             self.check_forward_args(input, hx, batch_sizes)
 
     def _run(self, backend, x, h0, c0, lengths):
-        weights = [getattr(self, name) for name in self._flat_weights_names]
+        weights = self._flat_weights  # the parent keeps it in _flat_weights_names' order
         T = x.shape[0]
         lengths = None if lengths is None or int(lengths[-1]) == T else lengths.numpy()
         dropout = self.dropout if self.training and self.num_layers > 1 else 0.0
