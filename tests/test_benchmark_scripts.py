@@ -1,7 +1,8 @@
 """The benchmark scripts behind benchmarks/RESULTS.md still build and run: kernel_parts.c compiles
 against the kernels it times, time_kernel.py times a call, compare_builds.py times builds against
-each other, idle_calls.py times calls made now and then, and test_kernels.py renders several runs
-side by side. (The timings themselves are never asserted.)"""
+each other, idle_calls.py times calls made now and then, torch_cells.py times one step of each
+cell, and test_kernels.py renders several runs side by side. (The timings themselves are never
+asserted.)"""
 
 import json
 import os
@@ -139,6 +140,28 @@ def test_idle_calls_rejects_a_negative_idle():
     result = subprocess.run([sys.executable, "benchmarks/idle_calls.py", "rnn", "1", "1", "1", "1",
                              "--idle", "-1"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "--idle: expected milliseconds >= 0" in result.stderr
+
+
+def test_torch_cells_times_both_passes_of_each_cell():
+    pytest.importorskip("torch")
+    result = subprocess.run(
+        [sys.executable, "benchmarks/torch_cells.py", "--shapes", "2:3,1:5", "--rounds", "2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split(" | ") for line in result.stdout.splitlines() if line.startswith("| ")
+            and "Cell |" in line]
+    assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
+        (f"| {cell}", b, h, p) for cell in ("LSTMCell", "GRUCell") for b, h in (("2", "3"),
+                                                                            ("1", "5"))
+        for p in ("no_grad", "fwd+bwd")]
+    assert all(r[-1].endswith("x |") for r in rows)
+
+
+def test_torch_cells_rejects_malformed_shapes():
+    pytest.importorskip("torch")
+    result = subprocess.run([sys.executable, "benchmarks/torch_cells.py", "--shapes", "2x3"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "expected B:H pairs" in result.stderr
 
 
 def test_kernel_tables_put_runs_side_by_side(tmp_path, monkeypatch):

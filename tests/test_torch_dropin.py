@@ -366,6 +366,14 @@ def test_convert_replaces_in_place_and_keeps_weights():
     assert all(p.grad is not None for p in model.parameters())
 
 
+def test_convert_can_leave_the_cells_to_torch():
+    model = _Tagger()
+    assert pt.convert(model, cells=False) is model
+    assert type(model.encoder) is pt.LSTM and type(model.decoder) is nn.GRUCell
+    pt.convert(model)
+    assert type(model.decoder) is pt.GRUCell
+
+
 def test_importing_pyrnn_does_not_import_torch():
     code = ("import sys, numpy as np, pyrnn\n"
             "pyrnn.LSTM(2, 3, backend='numpy')(np.zeros((4, 1, 2), np.float32))\n"

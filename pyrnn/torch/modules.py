@@ -255,23 +255,27 @@ class GRUCell(_Cell, nn.GRUCell):
     """torch.nn.GRUCell running pyrnn's kernels."""
 
 
-_REPLACEMENTS = {nn.RNN: RNN, nn.LSTM: LSTM, nn.GRU: GRU,
-                 nn.RNNCell: RNNCell, nn.LSTMCell: LSTMCell, nn.GRUCell: GRUCell}
+_LAYERS = {nn.RNN: RNN, nn.LSTM: LSTM, nn.GRU: GRU}
+_CELLS = {nn.RNNCell: RNNCell, nn.LSTMCell: LSTMCell, nn.GRUCell: GRUCell}
 
 
-def convert(model: nn.Module, backend: str | None = None) -> nn.Module:
+def convert(model: nn.Module, backend: str | None = None, *, cells: bool = True) -> nn.Module:
     """Make every torch.nn.RNN/LSTM/GRU (and cell) inside ``model`` run pyrnn, in place.
 
     Each module keeps its identity, parameters (the same Parameter objects, so an optimizer
     made before stays valid), device, dtype, hooks and mode: only its class changes to the
     drop-in. Subclasses of those classes are left alone (they may override forward).
     ``backend`` names pyrnn's backend for the converted modules (None: $PYRNN_BACKEND, else
-    auto). Returns ``model``.
+    auto). ``cells=False`` leaves RNNCell, LSTMCell and GRUCell to torch.nn: a cell runs one
+    step a call, and on the CPU at small sizes what each call costs besides the step makes
+    pyrnn's slower than torch.nn's (benchmarks/RESULTS.md, ``benchmarks/torch_cells.py``).
+    Returns ``model``.
     """
     if backend is not None:
         resolve(backend)
+    replacements = {**_LAYERS, **_CELLS} if cells else _LAYERS
     for module in model.modules():
-        drop_in = _REPLACEMENTS.get(type(module))
+        drop_in = replacements.get(type(module))
         if drop_in is not None:
             module.__class__ = drop_in
         if isinstance(module, _PyrnnModule) and backend is not None:
