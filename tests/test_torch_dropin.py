@@ -268,10 +268,10 @@ def test_parameters_train_with_an_optimizer():
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_inference_runs_outside_autograd_with_the_same_results(cell):
+def test_inference_runs_outside_autograd_with_the_same_results(cell, backend):
     """Without gradients to compute, the stack runs outside autograd: no graph on the results,
     which match the recorded forward's bits; a weight assigned anew is the one used."""
-    ref, ours = make_pair(LAYERS, dict(cell=cell, bias=True, dtype=torch.float64), "c",
+    ref, ours = make_pair(LAYERS, dict(cell=cell, bias=True, dtype=torch.float64), backend,
                           input_size=3, hidden_size=4)
     x = torch.randn(5, 2, 3, dtype=torch.float64)
     recorded = flat_outputs(*ours(x.clone().requires_grad_()))
