@@ -107,9 +107,7 @@ static inline void FN(own_units)(int64_t H, int64_t u0, int64_t u1, int64_t *j0,
 static inline int FN(loop_threads)(int G, int64_t T, int64_t B, int64_t H, int64_t nblk)
 {
     const double flops = 2.0 * G * (double)B * (double)H * (double)H;
-    const double weight_bytes = (double)G * (double)H * (double)H * sizeof(real);
-    const double l1 = (double)pyrnn_l1d_bytes();
-    const double streamed = weight_bytes >= l1 ? 2e6 * weight_bytes / l1 : 0.0;
+    const double streamed = FN(streamed_work)((double)G * (double)H * (double)H * sizeof(real));
     return pyrnn_threads_for(flops > streamed ? flops : streamed, 1e6, (nblk + 1) / 2,
                              (double)T * flops);
 }
@@ -240,4 +238,31 @@ static void FN(input_grads)(int64_t TB, int64_t I, int64_t GH, const real *dg, c
     FN(gemm_run)(TB, I, GH, dg, GH, 1, w_ih, I, 1, dx, I, 0, bpack);
     FN(gemm_run)(GH, I, TB, dg, 1, GH, x, I, 1, dw_ih, I, 0, bpack);
     if (db) FN(column_sums)(TB, GH, dg, GH, db);
+}
+
+/* A one-step call (T = 1) makes one recurrent product, h0 @ w_hh^T. The RNN and the LSTM add it
+ * to the input projection rather than pack w_hh into tiles for it: gates (ld apart) += h0 @
+ * w_hh^T, a GEMM of B rows that reads w_hh where it is when B is small (gemm_few_rows), and
+ * their time loop, told by the returned 1, skips its product and reads zeros from acc [G*B*Hp].
+ * (The GRU's n gate needs its product apart, r * (h0 @ w_hn^T + b_hn): it keeps the tiles.) An
+ * LSTM call of T=1 B=1 I=H=512 took 0.33-0.34 of the time before, fwd+bwd 0.64-0.70 (with
+ * unfold_one_step; benchmarks/RESULTS.md). */
+static int FN(fold_one_step)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c, int G, real *gates,
+                             int64_t ld, real *acc, real *bpack)
+{
+    if (c->T != 1) return 0;
+    const int64_t B = c->B, H = c->H;
+    if (c->h0) FN(gemm_run)(B, G * H, H, c->h0, H, 1, c->w_hh, 1, H, gates, ld, 1, bpack);
+    memset(acc, 0, (size_t)(G * B * pyrnn_hpad(H)) * sizeof(real));
+    return 1;
+}
+
+/* The backward of a folded step: dh0 = dg @ w_hh (dg [B, G*H], the step's gate gradients), a
+ * GEMM reading w_hh where it is, after a time loop that, folded, packed no panels and left
+ * dh_update and dh0 to this. */
+static void FN(unfold_one_step)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c, int G,
+                                const real *dg, real *bpack)
+{
+    const int64_t H = c->H;
+    FN(gemm_run)(c->B, H, G * H, dg, G * H, 1, c->w_hh, H, 1, c->dh0, H, 0, bpack);
 }

@@ -402,6 +402,139 @@ static void FN(gemm_body)(void *ctx, int tid, int nth)
     }
 }
 
+/* ---- a GEMM of few rows: C (+)= A B with B read where it is, unpacked ----
+ * With M <= GEMM_FEW_ROWS (a one-step call's input projection, its recurrent product and dh0
+ * (cell_common.h fold_one_step), a short sequence's dx), packing B, the weights, costs more
+ * than the product: in an LSTM call of T=1 B=1 I=H=512 the packing of the tiles and of the GEMM
+ * panels took 3/4 of the time (benchmarks/RESULTS.md). B with rows along n (csb 1) goes as sums
+ * of its rows; B with columns along k (rsb 1, A's rows contiguous too) as dot products, from
+ * K >= FEW_DOT_MIN_K (below it the lane sums cost more than the packing: LSTM T=1 I=32 H=128
+ * 1.03x the time). Four output vectors or dot products at a time, and for a lone row two chains
+ * over interleaved k, keep eight accumulators in flight. Each element is one thread's, summed
+ * in an order that does not depend on the thread count. */
+#define GEMM_FEW_ROWS 2
+#define FEW_GROUP 4
+#define FEW_DOT_MIN_K (8 * VW)
+
+static inline real FN(lane_sum)(V v)
+{
+    real s = 0;
+    for (int l = 0; l < VW; l++) s += v[l];
+    return s;
+}
+
+/* C's M rows as sums of B's rows (csb 1): vector groups [v0, v1) of FEW_GROUP vectors. Each
+ * row's element is GEMM_FEW_ROWS / M chains of FMAs over interleaved k, added in order at the
+ * end, so that one row keeps as many chains in flight as two. */
+static inline __attribute__((always_inline)) void FN(few_rows_sums_body)(
+    const int M, const struct FN(gemm) *g, int64_t v0, int64_t v1)
+{
+    const int split = GEMM_FEW_ROWS / M;
+    const int64_t N = g->N, K = g->K;
+    for (int64_t grp = v0; grp < v1; grp++) {
+        const int64_t n0 = grp * FEW_GROUP * VW;
+        int64_t w[FEW_GROUP];  /* the group's vectors' widths, 0 past N */
+        for (int v = 0; v < FEW_GROUP; v++) {
+            const int64_t left = N - n0 - v * VW;
+            w[v] = left <= 0 ? 0 : left < VW ? left : VW;
+        }
+        V acc[GEMM_FEW_ROWS][FEW_GROUP];  /* row m's chain c: acc[m * split + c] */
+        for (int r = 0; r < GEMM_FEW_ROWS; r++)
+            for (int v = 0; v < FEW_GROUP; v++)
+                acc[r][v] = r % split == 0 && g->accumulate && w[v]
+                                ? FN(vload_n)(g->C + (r / split) * g->ldc + n0 + v * VW, w[v])
+                                : FN(vdup)(0);
+        for (int64_t k0 = 0; k0 < K; k0 += split)
+            for (int c = 0; c < split && k0 + c < K; c++) {
+                const int64_t k = k0 + c;
+                V b[FEW_GROUP];
+                for (int v = 0; v < FEW_GROUP; v++)
+                    b[v] = w[v] ? FN(vload_n)(g->B + k * g->rsb + n0 + v * VW, w[v])
+                                : FN(vdup)(0);
+                for (int m = 0; m < M; m++) {
+                    const real a = g->A[m * g->rsa + k * g->csa];
+                    for (int v = 0; v < FEW_GROUP; v++) acc[m * split + c][v] += a * b[v];
+                }
+            }
+        for (int m = 0; m < M; m++)
+            for (int v = 0; v < FEW_GROUP && w[v]; v++) {
+                V sum = acc[m * split][v];
+                for (int c = 1; c < split; c++) sum += acc[m * split + c][v];
+                FN(vstore_n)(g->C + m * g->ldc + n0 + v * VW, sum, w[v]);
+            }
+    }
+}
+
+/* C's M rows as dot products with B's columns (rsb 1, csa 1): output groups [q0, q1) of
+ * FEW_GROUP, GEMM_FEW_ROWS / M chains a dot product over interleaved vectors of k. */
+static inline __attribute__((always_inline)) void FN(few_rows_dots_body)(
+    const int M, const struct FN(gemm) *g, int64_t q0, int64_t q1)
+{
+    const int split = GEMM_FEW_ROWS / M;
+    const int64_t N = g->N, K = g->K;
+    for (int64_t q = q0; q < q1; q++) {
+        const int64_t n0 = q * FEW_GROUP, nn = N - n0 < FEW_GROUP ? N - n0 : FEW_GROUP;
+        V acc[GEMM_FEW_ROWS][FEW_GROUP];  /* row m's chain c: acc[m * split + c] */
+        for (int r = 0; r < GEMM_FEW_ROWS; r++)
+            for (int j = 0; j < FEW_GROUP; j++) acc[r][j] = FN(vdup)(0);
+        for (int64_t k0 = 0; k0 < K; k0 += split * VW)
+            for (int c = 0; c < split && k0 + c * VW < K; c++) {
+                const int64_t k = k0 + c * VW, kn = K - k < VW ? K - k : VW;
+                V b[FEW_GROUP];
+                for (int j = 0; j < FEW_GROUP; j++)
+                    b[j] = j < nn ? FN(vload_n)(g->B + (n0 + j) * g->csb + k, kn) : FN(vdup)(0);
+                for (int m = 0; m < M; m++) {
+                    const V a = FN(vload_n)(g->A + m * g->rsa + k, kn);
+                    for (int j = 0; j < FEW_GROUP; j++) acc[m * split + c][j] += a * b[j];
+                }
+            }
+        for (int m = 0; m < M; m++)
+            for (int64_t j = 0; j < nn; j++) {
+                V sum = acc[m * split][j];
+                for (int c = 1; c < split; c++) sum += acc[m * split + c][j];
+                real *out = g->C + m * g->ldc + n0 + j;
+                *out = (g->accumulate ? *out : 0) + FN(lane_sum)(sum);
+            }
+    }
+}
+
+/* The few-rows path's groups: of FEW_GROUP vectors (sums) or of FEW_GROUP outputs (dots). */
+static inline int64_t FN(few_rows_groups)(const struct FN(gemm) *g)
+{
+    return ((g->csb == 1 ? (g->N + VW - 1) / VW : g->N) + FEW_GROUP - 1) / FEW_GROUP;
+}
+
+static void FN(gemm_few_rows)(void *ctx, int tid, int nth)
+{
+    const struct FN(gemm) *g = ctx;
+    int64_t q0, q1;
+    pyrnn_share(FN(few_rows_groups)(g), tid, nth, &q0, &q1);
+    if (g->csb == 1 && g->M == 1)
+        FN(few_rows_sums_body)(1, g, q0, q1);
+    else if (g->csb == 1)
+        FN(few_rows_sums_body)(2, g, q0, q1);
+    else if (g->M == 1)
+        FN(few_rows_dots_body)(1, g, q0, q1);
+    else
+        FN(few_rows_dots_body)(2, g, q0, q1);
+}
+
+/* The work, in flops, that reading `bytes` of weights counts for in choosing threads: from the
+ * L1's size on, 2 MFLOP per L1 of them, as each thread then reads its share from its own L2
+ * (cell_common.h loop_threads; few rows of a GEMM read B once, and wait on it likewise). */
+static inline double FN(streamed_work)(double bytes)
+{
+    const double l1 = (double)pyrnn_l1d_bytes();
+    return bytes >= l1 ? 2e6 * bytes / l1 : 0.0;
+}
+
+/* Whether gemm_run takes the few-rows path for these sizes and strides. */
+static inline int FN(gemm_is_few_rows)(int64_t M, int64_t K, int64_t rsb, int64_t csb,
+                                       int64_t csa)
+{
+    return M <= GEMM_FEW_ROWS && (csb == 1 || (rsb == 1 && csa == 1 && K >= FEW_DOT_MIN_K));
+}
+
 /* C = A B (accumulate = 0) or C += A B, on a team sized to the work: a thread per 0.6 MFLOP.
  * The GEMMs of LSTM 100x1x32x64 (1.6 MFLOP forward, 1.6 to 3.3 in backward) gained from a
  * second thread: forward 0.048 -> 0.045 ms, forward+backward 0.122 -> 0.112 (4 MFLOP a thread
@@ -411,8 +544,15 @@ static void FN(gemm_run)(int64_t M, int64_t N, int64_t K, const real *A, int64_t
                          int64_t ldc, int accumulate, real *bpack)
 {
     struct FN(gemm) g = {M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, bpack};
-    const int64_t npan = (N + GEMM_NR - 1) / GEMM_NR, nmb = (M + GEMM_MC - 1) / GEMM_MC;
     const double flops = 2.0 * (double)M * (double)N * (double)K;
+    if (FN(gemm_is_few_rows)(M, K, rsb, csb, csa)) {
+        const double read = FN(streamed_work)((double)K * (double)N * sizeof(real));
+        pyrnn_team(pyrnn_threads_for(flops > read ? flops : read, 6e5, FN(few_rows_groups)(&g),
+                                     flops),
+                   FN(gemm_few_rows), &g);
+        return;
+    }
+    const int64_t npan = (N + GEMM_NR - 1) / GEMM_NR, nmb = (M + GEMM_MC - 1) / GEMM_MC;
     const int nth = pyrnn_threads_for(flops, 6e5, npan > nmb ? npan : nmb, flops);
     pyrnn_team(nth, FN(gemm_body), &g);
 }

@@ -38,6 +38,7 @@ struct FN(lstm_ctx) {
     const struct PYRNN_CAT(pyrnn_call_, SFX) *c;
     struct FN(lstm_regions) r;
     int64_t nblk;
+    int folded;  /* the one step's product is in gates already (fold_one_step) */
 };
 
 /* The hidden (which = 0) or cell (1) state entering the s-th visited step. */
@@ -128,12 +129,15 @@ static inline int64_t FN(lstm_block)(const struct FN(lstm_ctx) *x, int64_t s, in
     real *gates = x->r.gates, *wpack = x->r.tail.wpack;
     real *gh = x->r.tail.acc + u * B * G * VW;  /* [B][i,f,g,o][VW] h_prev @ w_hh^T */
     const int64_t nu = FN(next_block)(u0, u1, s, ui);
-    if (B > 1)
+    if (x->folded) {
+        /* the one step's sums are in gates already, and gh reads zeros (fold_one_step) */
+    } else if (B > 1) {
         FN(recur_tile)(B, G, H, hT_prev, wpack + u * H * G * VW, gh, c->lengths, t,
                        nu < 0 ? NULL : wpack + nu * H * G * VW);
-    else
+    } else {
         FN(tiles_product_b1)(G, H, hT_prev, wpack, H, 0, u, u + 1, x->r.tail.acc, G * VW,
                              c->lengths, t);
+    }
     /* field by field: an initializer would zero the whole struct first, with a `rep stos` that
      * cost batch 1 about 10 ns a block */
     rw->lengths = c->lengths;
@@ -175,7 +179,7 @@ static void FN(lstm_forward_team)(void *vctx, int tid, int nth)
     int64_t u0, u1, j0, j1;
     FN(own_blocks)(x->nblk, tid, nth, &u0, &u1);
     FN(own_units)(H, u0, u1, &j0, &j1);
-    FN(pack_tiles)(c->w_hh, H, G, VW, u0, u1, x->r.tail.wpack);
+    if (!x->folded) FN(pack_tiles)(c->w_hh, H, G, VW, u0, u1, x->r.tail.wpack);
     FN(init_state)(c->h0, B, H, j0, j1, FN(lstm_state)(x, 0, 0), B > 1 ? hT : NULL);
     FN(init_state)(c->c0, B, H, j0, j1, FN(lstm_state)(x, 1, 0), NULL);
     V held_bias[LSTM_HELD_BIAS_BLOCKS * G];
@@ -238,6 +242,7 @@ static void FN(lstm_forward)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c)
     //    in the time loop)
     FN(gemm_run)(T * B, 4 * H, I, c->x, I, 1, c->w_ih, 1, I, x.r.gates, x.r.gates_ld, 0,
                  x.r.tail.bpack);
+    x.folded = FN(fold_one_step)(c, 4, x.r.gates, x.r.gates_ld, x.r.tail.acc, x.r.tail.bpack);
     const int nth = FN(loop_threads)(4, T, B, H, x.nblk);
     pyrnn_team(nth, FN(lstm_forward_team), &x);
 }
@@ -254,7 +259,7 @@ static void FN(lstm_backward_team)(void *vctx, int tid, int nth)
     FN(own_blocks)(x->nblk, tid, nth, &u0, &u1);
     FN(own_units)(H, u0, u1, &j0, &j1);
     const int64_t q0 = u0 / 2, q1 = (u1 + 1) / 2;  /* the pairs of blocks */
-    FN(pack_panels)(c->w_hh, G * H, H, 2 * VW, q0, q1, wpack);
+    if (!x->folded) FN(pack_panels)(c->w_hh, G * H, H, 2 * VW, q0, q1, wpack);
     FN(init_state)(c->dh_n, B, H, j0, j1, dh, NULL);
     FN(init_state)(c->dc_n, B, H, j0, j1, dc, NULL);
 
@@ -304,10 +309,12 @@ static void FN(lstm_backward_team)(void *vctx, int tid, int nth)
                                    dgT);
         }
         pyrnn_barrier(nth);
-        FN(dh_update)(c, t, x->nblk, q0, q1, s, G * H, G * H, dgT, wpack, acc, dh, 0);
+        if (!x->folded)
+            FN(dh_update)(c, t, x->nblk, q0, q1, s, G * H, G * H, dgT, wpack, acc, dh, 0);
     }
     for (int64_t b = 0; b < B; b++) {
-        memcpy(c->dh0 + b * H + j0, dh + b * H + j0, (size_t)(j1 - j0) * sizeof(real));
+        if (!x->folded)
+            memcpy(c->dh0 + b * H + j0, dh + b * H + j0, (size_t)(j1 - j0) * sizeof(real));
         memcpy(c->dc0 + b * H + j0, dc + b * H + j0, (size_t)(j1 - j0) * sizeof(real));
     }
 }
@@ -315,12 +322,14 @@ static void FN(lstm_backward_team)(void *vctx, int tid, int nth)
 static void FN(lstm_backward)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c)
 {
     const int64_t T = c->T, B = c->B, I = c->I, H = c->H;
-    struct FN(lstm_ctx) x = {c, FN(lstm_carve)(c->workspace, T, B, H, 1), (H + VW - 1) / VW};
+    struct FN(lstm_ctx) x = {c, FN(lstm_carve)(c->workspace, T, B, H, 1), (H + VW - 1) / VW,
+                             T == 1 /* as the forward's fold_one_step */};
     const int nth = FN(loop_threads)(4, T, B, H, x.nblk);
     pyrnn_team(nth, FN(lstm_backward_team), &x);
 
     // 2. weight gradients and dx, each one GEMM over all steps
     real *bpack = x.r.tail.bpack;
+    if (x.folded) FN(unfold_one_step)(c, 4, x.r.dgates, bpack);
     FN(input_grads)(T * B, I, 4 * H, x.r.dgates, c->w_ih, c->x, c->dx, c->dw_ih, c->db_ih,
                     bpack);
     FN(gemm_run)(4 * H, H, T * B, x.r.dgates, 1, 4 * H, x.r.hprev, H, 1, c->dw_hh, H, 0, bpack);

@@ -34,6 +34,7 @@ struct FN(rnn_ctx) {
     const struct PYRNN_CAT(pyrnn_call_, SFX) *c;
     struct FN(rnn_regions) r;
     int64_t nblk;
+    int folded;  /* the one step's product is in gates already (fold_one_step) */
 };
 
 /* The state entering the s-th visited step: hprev[t] when training, else a double buffer. */
@@ -97,8 +98,9 @@ static __attribute__((noinline)) void FN(rnn_step_b1)(const struct FN(rnn_ctx) *
     const struct PYRNN_CAT(pyrnn_call_, SFX) *c = x->c;
     const int64_t H = c->H, t = st->t;
     real *acc = x->r.tail.acc;
-    FN(tiles_product_b1)(2, H, st->h_prev, x->r.tail.wpack, H, 0, u0 / 2, (u1 + 1) / 2, acc,
-                         2 * VW, c->lengths, t);
+    if (!x->folded)
+        FN(tiles_product_b1)(2, H, st->h_prev, x->r.tail.wpack, H, 0, u0 / 2, (u1 + 1) / 2,
+                             acc, 2 * VW, c->lengths, t);
     const int ok = FN(valid)(c->lengths, 0, t);
     for (int64_t u = u0; u < u1; u += 2) {
         const int64_t ju = u * VW, n_last = H - (u + 1) * VW;
@@ -129,8 +131,9 @@ static __attribute__((noinline)) void FN(rnn_step_batch)(const struct FN(rnn_ctx
     real *acc = x->r.tail.acc;
     for (int64_t qi = 0; qi < q1 - q0; qi++) {
         const int64_t q = FN(block_at)(q0, q1, s, qi);
-        FN(pair_product)(B, H, hT_prev, x->r.tail.wpack, H, 0, q, FN(next_block)(q0, q1, s, qi),
-                         acc, c->lengths, t);
+        if (!x->folded)
+            FN(pair_product)(B, H, hT_prev, x->r.tail.wpack, H, 0, q,
+                             FN(next_block)(q0, q1, s, qi), acc, c->lengths, t);
         for (int64_t u = 2 * q; u < 2 * q + 2 && u < x->nblk; u++) {
             const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
             /* [B][2*VW] h_prev @ w_hh^T for the pair's units; this block's half */
@@ -157,7 +160,7 @@ static void FN(rnn_forward_team)(void *vctx, int tid, int nth)
     FN(own_blocks)(x->nblk, tid, nth, &u0, &u1);
     FN(own_units)(H, u0, u1, &j0, &j1);
     const int64_t q0 = u0 / 2, q1 = (u1 + 1) / 2;  /* the pairs of blocks */
-    FN(pack_tiles)(c->w_hh, H, 1, 2 * VW, q0, q1, x->r.tail.wpack);
+    if (!x->folded) FN(pack_tiles)(c->w_hh, H, 1, 2 * VW, q0, q1, x->r.tail.wpack);
     FN(init_state)(c->h0, B, H, j0, j1, FN(rnn_state)(x, 0), B > 1 ? hT : NULL);
     pyrnn_barrier(nth);
 
@@ -187,6 +190,7 @@ static void FN(rnn_forward)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c)
     //    in the time loop)
     FN(gemm_run)(T * B, H, I, c->x, I, 1, c->w_ih, 1, I, x.r.gates, x.r.gates_ld, 0,
                  x.r.tail.bpack);
+    x.folded = FN(fold_one_step)(c, 1, x.r.gates, x.r.gates_ld, x.r.tail.acc, x.r.tail.bpack);
     const int nth = FN(loop_threads)(1, T, B, H, x.nblk);
     pyrnn_team(nth, FN(rnn_forward_team), &x);
 }
@@ -202,7 +206,7 @@ static void FN(rnn_backward_team)(void *vctx, int tid, int nth)
     FN(own_blocks)(x->nblk, tid, nth, &u0, &u1);
     FN(own_units)(H, u0, u1, &j0, &j1);
     const int64_t q0 = u0 / 2, q1 = (u1 + 1) / 2;  /* the pairs of blocks */
-    FN(pack_panels)(c->w_hh, H, H, 2 * VW, q0, q1, wpack);
+    if (!x->folded) FN(pack_panels)(c->w_hh, H, H, 2 * VW, q0, q1, wpack);
     FN(init_state)(c->dh_n, B, H, j0, j1, dh, NULL);
 
     // 1. reverse time loop: dgates[t] and the carried gradient only
@@ -238,21 +242,23 @@ static void FN(rnn_backward_team)(void *vctx, int tid, int nth)
             if (B > 1) FN(transpose_rows)(dgates + t * B * H + ju, H, B, n, ju, dgT);
         }
         pyrnn_barrier(nth);
-        FN(dh_update)(c, t, x->nblk, q0, q1, s, H, H, dgT, wpack, acc, dh, 0);
+        if (!x->folded) FN(dh_update)(c, t, x->nblk, q0, q1, s, H, H, dgT, wpack, acc, dh, 0);
     }
-    for (int64_t b = 0; b < B; b++)
+    for (int64_t b = 0; b < B && !x->folded; b++)
         memcpy(c->dh0 + b * H + j0, dh + b * H + j0, (size_t)(j1 - j0) * sizeof(real));
 }
 
 static void FN(rnn_backward)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c)
 {
     const int64_t T = c->T, B = c->B, I = c->I, H = c->H;
-    struct FN(rnn_ctx) x = {c, FN(rnn_carve)(c->workspace, T, B, H, 1), (H + VW - 1) / VW};
+    struct FN(rnn_ctx) x = {c, FN(rnn_carve)(c->workspace, T, B, H, 1), (H + VW - 1) / VW,
+                            T == 1 /* as the forward's fold_one_step */};
     const int nth = FN(loop_threads)(1, T, B, H, x.nblk);
     pyrnn_team(nth, FN(rnn_backward_team), &x);
 
     // 2. weight gradients and dx, each one GEMM over all steps
     real *bpack = x.r.tail.bpack;
+    if (x.folded) FN(unfold_one_step)(c, 1, x.r.dgates, bpack);
     FN(input_grads)(T * B, I, H, x.r.dgates, c->w_ih, c->x, c->dx, c->dw_ih, c->db_ih, bpack);
     FN(gemm_run)(H, H, T * B, x.r.dgates, 1, H, x.r.hprev, H, 1, c->dw_hh, H, 0, bpack);
     if (c->db_ih) memcpy(c->db_hh, c->db_ih, (size_t)H * sizeof(real));

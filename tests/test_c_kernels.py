@@ -237,6 +237,41 @@ def test_batch_1_products_of_several_tiles_at_once(cell, threads, threads_restor
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("cell", CELLS, ids=cell_id)
+def test_one_step_and_few_row_calls(cell, dtype, threads, threads_restored):
+    """T*B of 1 or 2 rows: the GEMMs read the weights unpacked (gemm_impl.h gemm_few_rows: dot
+    products from K = 8 vectors, row sums for dx), and a one-step RNN or LSTM adds h0 @ w_hh^T
+    to its input projection instead of packing w_hh (cell_common.h fold_one_step); B = 3 folds
+    through the packed GEMM. States given or zero, both directions."""
+    kind, flags = cell
+    pyrnn.set_num_threads(threads)
+    for T, B, I, H in [(1, 1, 3, 1), (1, 1, 130, 70), (1, 2, 5, 17), (2, 1, 70, 9),
+                       (1, 3, 9, 40), (1, 1, 8, 300)]:
+        for states in (False, True):
+            p = make_problem(kind, T, B, I, H, dtype, "none", True, states, seed=T + B + H)
+            for reverse in (False, True):
+                for training in (False, True):
+                    want = run(ref, kind, flags, p, reverse, training)
+                    assert_close(run(_c, kind, flags, p, reverse, training), want, TOL[dtype])
+
+
+@pytest.mark.parametrize("cell", CELLS, ids=cell_id)
+def test_one_step_bit_identical_for_any_thread_count(cell, threads_restored):
+    """Big enough that the few-row GEMMs run on two threads (one output group each)."""
+    kind, flags = cell
+    for B in (1, 2):
+        p = make_problem(kind, 1, B, 600, 520, np.float32, "none", True, True, seed=B)
+        results = []
+        for n in (1, 2, 3):
+            pyrnn.set_num_threads(n)
+            results.append(run(_c, kind, flags, p, reverse=False, training=True))
+        for other in results[1:]:
+            for a, b in zip(results[0], other):
+                assert a is None or np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_batch_1_lstm_with_more_blocks_than_its_held_biases(dtype, threads, threads_restored):
     """Batch 1 holds a thread's bias sums for up to 64 unit blocks (lstm_impl.h); H = 1100 is
     more than that on one thread with every vector width, and on each of two threads with up
