@@ -535,7 +535,8 @@ static inline int FN(gemm_is_few_rows)(int64_t M, int64_t K, int64_t rsb, int64_
     return M <= GEMM_FEW_ROWS && (csb == 1 || (rsb == 1 && csa == 1 && K >= FEW_DOT_MIN_K));
 }
 
-/* C = A B (accumulate = 0) or C += A B, on a team sized to the work: a thread per 0.6 MFLOP.
+/* C = A B (accumulate = 0) or C += A B, on a team sized to the work: a thread per 0.6 MFLOP (of
+ * few rows, counting the bytes of B read as work too).
  * The GEMMs of LSTM 100x1x32x64 (1.6 MFLOP forward, 1.6 to 3.3 in backward) gained from a
  * second thread: forward 0.048 -> 0.045 ms, forward+backward 0.122 -> 0.112 (4 MFLOP a thread
  * before; benchmarks/time_kernel.py, builds alternated). */
