@@ -31,13 +31,15 @@ CELLS = [
 ]
 TOL = {np.float32: 1e-4, np.float64: 1e-10}
 
-# T, B, I, H, reverse, lengths ("none", "spread": any order, some full), bias, states given
+# T, B, I, H, reverse, lengths ("none", "spread": any order, some full; "short": none full),
+# bias, states given
 CASES = [
     (1, 1, 1, 1, False, "none", True, False),
     (5, 3, 4, 7, True, "spread", True, True),
     (4, 13, 3, 20, False, "spread", False, True),     # rows past a register tile, H tail
     (3, 2, 50, 33, True, "none", False, False),
     (6, 1, 8, 17, True, "spread", True, True),        # batch 1 (the matrix-vector path)
+    (6, 1, 8, 17, False, "short", True, True),        # batch 1's steps past its length
     (3, 4, 1, 16, False, "none", True, True),         # I = 1, H a whole vector
     (2, 5, 300, 260, False, "spread", True, True),    # a few hundred
     (3, 7, 130, 1, True, "spread", False, True),      # H = 1
@@ -77,6 +79,8 @@ def make_problem(kind, T, B, I, H, dtype, lengths, bias, states, seed=0):
         lens = rng.integers(1, T + 1, B)
         lens[rng.integers(B)] = T
         lens = lens.astype(np.int64)
+    elif lengths == "short":
+        lens = rng.integers(1, T, B).astype(np.int64)
     else:
         lens = None
     return {
