@@ -423,14 +423,68 @@ static inline real FN(lane_sum)(V v)
     return s;
 }
 
-/* C's M rows as sums of B's rows (csb 1): vector groups [v0, v1) of FEW_GROUP vectors. Each
- * row's element is GEMM_FEW_ROWS / M chains of FMAs over interleaved k, added in order at the
- * end, so that one row keeps as many chains in flight as two. */
+/* One group of FEW_GROUP vectors of C's M rows as sums of B's rows (csb 1), from n0: w[v] is
+ * vector v's width, 0 past N. Each row's element is GEMM_FEW_ROWS / M chains of FMAs over
+ * interleaved k, added in order at the end, so that one row keeps as many chains in flight as
+ * two. Every loop but k's unrolls, which keeps the accumulators in registers (with a chain
+ * index that varied at run time they lived on the stack: T=1 B=1 I=H=128 RNN inference spent
+ * 69% of its time here, benchmarks/RESULTS.md); whole: every vector of the group is VW wide. */
+static inline __attribute__((always_inline)) void FN(few_rows_sums_group)(
+    const int M, const int whole, const struct FN(gemm) *g, int64_t n0, const int64_t *w)
+{
+    const int split = GEMM_FEW_ROWS / M;
+    const int64_t K = g->K;
+    V acc[GEMM_FEW_ROWS][FEW_GROUP];  /* row m's chain c: acc[m * split + c] */
+#pragma GCC unroll 2
+    for (int r = 0; r < GEMM_FEW_ROWS; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < FEW_GROUP; v++)
+            acc[r][v] = r % split == 0 && g->accumulate && w[v]
+                            ? FN(vload_n)(g->C + (r / split) * g->ldc + n0 + v * VW, w[v])
+                            : FN(vdup)(0);
+    int64_t k = 0;
+    for (; k + split <= K; k += split)
+#pragma GCC unroll 2
+        for (int c = 0; c < split; c++) {
+            const real *row = g->B + (k + c) * g->rsb + n0;
+            V b[FEW_GROUP];
+#pragma GCC unroll 4
+            for (int v = 0; v < FEW_GROUP; v++)
+                b[v] = whole ? FN(vload)(row + v * VW)
+                             : w[v] ? FN(vload_n)(row + v * VW, w[v]) : FN(vdup)(0);
+#pragma GCC unroll 2
+            for (int m = 0; m < M; m++) {
+                const real a = g->A[m * g->rsa + (k + c) * g->csa];
+#pragma GCC unroll 4
+                for (int v = 0; v < FEW_GROUP; v++) acc[m * split + c][v] += a * b[v];
+            }
+        }
+    if (k < K) {  /* one k left over (split 2, K odd): chain 0's, as in its turn */
+        const real *row = g->B + k * g->rsb + n0;
+#pragma GCC unroll 2
+        for (int m = 0; m < M; m++) {
+            const real a = g->A[m * g->rsa + k * g->csa];
+#pragma GCC unroll 4
+            for (int v = 0; v < FEW_GROUP; v++)
+                if (w[v]) acc[m * split][v] += a * FN(vload_n)(row + v * VW, w[v]);
+        }
+    }
+#pragma GCC unroll 2
+    for (int m = 0; m < M; m++)
+#pragma GCC unroll 4
+        for (int v = 0; v < FEW_GROUP; v++)
+            if (w[v]) {
+                V sum = acc[m * split][v];
+                for (int c = 1; c < split; c++) sum += acc[m * split + c][v];
+                FN(vstore_n)(g->C + m * g->ldc + n0 + v * VW, sum, w[v]);
+            }
+}
+
+/* C's M rows as sums of B's rows (csb 1): vector groups [v0, v1) of FEW_GROUP vectors. */
 static inline __attribute__((always_inline)) void FN(few_rows_sums_body)(
     const int M, const struct FN(gemm) *g, int64_t v0, int64_t v1)
 {
-    const int split = GEMM_FEW_ROWS / M;
-    const int64_t N = g->N, K = g->K;
+    const int64_t N = g->N;
     for (int64_t grp = v0; grp < v1; grp++) {
         const int64_t n0 = grp * FEW_GROUP * VW;
         int64_t w[FEW_GROUP];  /* the group's vectors' widths, 0 past N */
@@ -438,56 +492,58 @@ static inline __attribute__((always_inline)) void FN(few_rows_sums_body)(
             const int64_t left = N - n0 - v * VW;
             w[v] = left <= 0 ? 0 : left < VW ? left : VW;
         }
-        V acc[GEMM_FEW_ROWS][FEW_GROUP];  /* row m's chain c: acc[m * split + c] */
-        for (int r = 0; r < GEMM_FEW_ROWS; r++)
-            for (int v = 0; v < FEW_GROUP; v++)
-                acc[r][v] = r % split == 0 && g->accumulate && w[v]
-                                ? FN(vload_n)(g->C + (r / split) * g->ldc + n0 + v * VW, w[v])
-                                : FN(vdup)(0);
-        for (int64_t k0 = 0; k0 < K; k0 += split)
-            for (int c = 0; c < split && k0 + c < K; c++) {
-                const int64_t k = k0 + c;
-                V b[FEW_GROUP];
-                for (int v = 0; v < FEW_GROUP; v++)
-                    b[v] = w[v] ? FN(vload_n)(g->B + k * g->rsb + n0 + v * VW, w[v])
-                                : FN(vdup)(0);
-                for (int m = 0; m < M; m++) {
-                    const real a = g->A[m * g->rsa + k * g->csa];
-                    for (int v = 0; v < FEW_GROUP; v++) acc[m * split + c][v] += a * b[v];
-                }
-            }
-        for (int m = 0; m < M; m++)
-            for (int v = 0; v < FEW_GROUP && w[v]; v++) {
-                V sum = acc[m * split][v];
-                for (int c = 1; c < split; c++) sum += acc[m * split + c][v];
-                FN(vstore_n)(g->C + m * g->ldc + n0 + v * VW, sum, w[v]);
-            }
+        if (w[FEW_GROUP - 1] == VW)
+            FN(few_rows_sums_group)(M, 1, g, n0, w);
+        else
+            FN(few_rows_sums_group)(M, 0, g, n0, w);
     }
 }
 
 /* C's M rows as dot products with B's columns (rsb 1, csa 1): output groups [q0, q1) of
- * FEW_GROUP, GEMM_FEW_ROWS / M chains a dot product over interleaved vectors of k. */
+ * FEW_GROUP, GEMM_FEW_ROWS / M chains a dot product over interleaved vectors of k (the last,
+ * partial slice's vectors all chain 0's). Unrolled as the sums are; a group short of
+ * FEW_GROUP columns (the last) computes its first column again in the place of each missing
+ * one, and stores only its own. */
 static inline __attribute__((always_inline)) void FN(few_rows_dots_body)(
     const int M, const struct FN(gemm) *g, int64_t q0, int64_t q1)
 {
     const int split = GEMM_FEW_ROWS / M;
-    const int64_t N = g->N, K = g->K;
+    const int64_t N = g->N, K = g->K, whole_k = K / (split * VW) * (split * VW);
     for (int64_t q = q0; q < q1; q++) {
         const int64_t n0 = q * FEW_GROUP, nn = N - n0 < FEW_GROUP ? N - n0 : FEW_GROUP;
+        const real *col[FEW_GROUP];
+        for (int j = 0; j < FEW_GROUP; j++) col[j] = g->B + (n0 + (j < nn ? j : 0)) * g->csb;
         V acc[GEMM_FEW_ROWS][FEW_GROUP];  /* row m's chain c: acc[m * split + c] */
+#pragma GCC unroll 2
         for (int r = 0; r < GEMM_FEW_ROWS; r++)
+#pragma GCC unroll 4
             for (int j = 0; j < FEW_GROUP; j++) acc[r][j] = FN(vdup)(0);
-        for (int64_t k0 = 0; k0 < K; k0 += split * VW)
-            for (int c = 0; c < split && k0 + c * VW < K; c++) {
-                const int64_t k = k0 + c * VW, kn = K - k < VW ? K - k : VW;
+        for (int64_t k0 = 0; k0 < whole_k; k0 += split * VW)
+#pragma GCC unroll 2
+            for (int c = 0; c < split; c++) {
+                const int64_t k = k0 + c * VW;
                 V b[FEW_GROUP];
-                for (int j = 0; j < FEW_GROUP; j++)
-                    b[j] = j < nn ? FN(vload_n)(g->B + (n0 + j) * g->csb + k, kn) : FN(vdup)(0);
+#pragma GCC unroll 4
+                for (int j = 0; j < FEW_GROUP; j++) b[j] = FN(vload)(col[j] + k);
+#pragma GCC unroll 2
                 for (int m = 0; m < M; m++) {
-                    const V a = FN(vload_n)(g->A + m * g->rsa + k, kn);
+                    const V a = FN(vload)(g->A + m * g->rsa + k);
+#pragma GCC unroll 4
                     for (int j = 0; j < FEW_GROUP; j++) acc[m * split + c][j] += a * b[j];
                 }
             }
+        for (int64_t k = whole_k; k < K; k += VW) {
+            const int64_t kn = K - k < VW ? K - k : VW;
+            V b[FEW_GROUP];
+#pragma GCC unroll 4
+            for (int j = 0; j < FEW_GROUP; j++) b[j] = FN(vload_n)(col[j] + k, kn);
+#pragma GCC unroll 2
+            for (int m = 0; m < M; m++) {
+                const V a = FN(vload_n)(g->A + m * g->rsa + k, kn);
+#pragma GCC unroll 4
+                for (int j = 0; j < FEW_GROUP; j++) acc[m * split][j] += a * b[j];
+            }
+        }
         for (int m = 0; m < M; m++)
             for (int64_t j = 0; j < nn; j++) {
                 V sum = acc[m * split][j];
