@@ -30,28 +30,35 @@ _HOW_TO_GET = {
 }
 _loaded: dict[str, ModuleType] = {}
 _failures: dict[str, str] = {}
+_backends: dict[str, Backend] = {}  # name -> its one Backend, made at its first resolve
 _warned_numpy_fallback = False
 
 
 class Backend:
-    """One backend's function table, looked up by name: ``be.lstm_forward(...)``."""
+    """One backend's function table, looked up by name: ``be.lstm_forward(...)``.
+
+    Each name is looked up in the module once, then kept on the instance (resolve hands out one
+    instance per backend): a batch-1 call looks up several, and each lookup through
+    ``__getattr__`` cost about a microsecond."""
 
     def __init__(self, name: str, module: ModuleType):
         self.name = name
         self.module = module
+        self._alloc = getattr(module, "empty", None)
 
     def __getattr__(self, attr):
-        return getattr(self.module, attr)
+        value = getattr(self.module, attr)
+        self.__dict__[attr] = value
+        return value
 
     def empty(self, n: int, dtype) -> np.ndarray:
         """A 1-D workspace of ``n`` elements, allocated where the backend computes."""
-        alloc = getattr(self.module, "empty", None)
-        return alloc(n, dtype) if alloc is not None else np.empty(n, dtype=dtype)
+        return self._alloc(n, dtype) if self._alloc is not None else np.empty(n, dtype=dtype)
 
     def ops(self, x):
         """The array operations (``pyrnn/_host_ops.py``'s names) for data like ``x``: NumPy for
         host arrays, the backend's ``array_ops`` for device arrays."""
-        if not is_device_array(x):
+        if x.__class__ is np.ndarray or not is_device_array(x):
             return _host_ops
         device_ops = getattr(self.module, "array_ops", None)
         if device_ops is None:
@@ -85,30 +92,42 @@ def available_backends() -> list[str]:
     return [name for name in ("cuda", "c", "numpy") if _load(name) is not None]
 
 
+def _backend(name: str) -> Backend:
+    """The Backend of a loaded module."""
+    be = _backends.get(name)
+    if be is None:
+        be = _backends[name] = Backend(name, _loaded[name])
+    return be
+
+
 def resolve(name: str | None, arrays=()) -> Backend:
     """The backend for a call: ``name``, else $PYRNN_BACKEND, else auto for these ``arrays``."""
     global _warned_numpy_fallback
-    if name in (None, "auto"):
+    if name is None or name == "auto":
         name = os.environ.get("PYRNN_BACKEND", "auto") or "auto"
-    if name not in ("auto", *_MODULES):
-        raise ValueError(f"backend: expected one of 'auto', 'c', 'numpy', 'cuda', got {name!r}")
     if name != "auto":
-        module = _load(name)
-        if module is None:
+        if name in _loaded:
+            return _backend(name)
+        if name not in _MODULES:
+            raise ValueError(f"backend: expected one of 'auto', 'c', 'numpy', 'cuda', got "
+                             f"{name!r}")
+        if _load(name) is None:
             raise BackendUnavailableError(
                 f"backend {name!r} is not available ({_failures.get(name)}); to get it, "
                 f"{_HOW_TO_GET[name]}")
-        return Backend(name, module)
-    if any(is_device_array(a) for a in arrays if a is not None) and _load("cuda") is not None:
-        return Backend("cuda", _loaded["cuda"])
+        return _backend(name)
+    if arrays and any(is_device_array(a) for a in arrays if a is not None) \
+            and _load("cuda") is not None:
+        return _backend("cuda")
     if _load("c") is not None:
-        return Backend("c", _loaded["c"])
+        return _backend("c")
     if not _warned_numpy_fallback:
         warnings.warn(
             f"pyrnn: the C extension is not available ({_failures.get('c')}); running on the "
             f"slow NumPy reference. To fix: {_HOW_TO_GET['c']}.", RuntimeWarning, stacklevel=3)
         _warned_numpy_fallback = True
-    return Backend("numpy", _load("numpy"))
+    _load("numpy")
+    return _backend("numpy")
 
 
 def backend_info() -> dict:

@@ -107,6 +107,8 @@ def shape_of(a) -> tuple[int, ...]:
 
 def dtype_of(a) -> np.dtype:
     """The NumPy dtype of a host or device array (PyTorch's dtypes are not NumPy's)."""
+    if a.__class__ is np.ndarray:
+        return a.dtype
     return device_layout(a)[1] if is_device_array(a) else np.dtype(a.dtype)
 
 

@@ -10,6 +10,7 @@ slicing, stacking and dropout go through the backend's array operations, ``Backe
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import ModuleType
 
 import numpy as np
@@ -35,25 +36,33 @@ class CellSpec:
     def has_cell_state(self) -> bool:
         return self.kind == "lstm"
 
+    # what every call looks up, made once per spec (a batch-1 call is a few tens of us)
+    @cached_property
+    def _names(self) -> tuple[str, str, str]:
+        return tuple(f"{self.kind}_{fn}" for fn in ("workspace_len", "forward", "backward"))
+
+    @cached_property
+    def _flag_kwargs(self) -> dict[str, bool]:
+        return dict(self.flags)
+
     def workspace_len(self, be: Backend, T: int, B: int, I: int, H: int, training: bool) -> int:
-        fn = getattr(be, f"{self.kind}_workspace_len")
+        fn = getattr(be, self._names[0])
         if self.kind == "gru":
-            return fn(T, B, I, H, training, dict(self.flags)["reset_after"])
+            return fn(T, B, I, H, training, self._flag_kwargs["reset_after"])
         return fn(T, B, I, H, training)
 
     def forward(self, be: Backend, x, h0, c0, weights, lengths, workspace, reverse, training):
         states = (h0, c0) if self.has_cell_state else (h0,)
-        fn = getattr(be, f"{self.kind}_forward")
-        return fn(x, *states, *weights, lengths, workspace, reverse=reverse, training=training,
-                  **dict(self.flags))
+        return getattr(be, self._names[1])(x, *states, *weights, lengths, workspace,
+                                           reverse=reverse, training=training,
+                                           **self._flag_kwargs)
 
     def backward(self, be: Backend, x, h0, c0, weights, lengths, dy, dh_n, dc_n, workspace,
                  reverse):
         states = (h0, c0) if self.has_cell_state else (h0,)
         grads_n = (dh_n, dc_n) if self.has_cell_state else (dh_n,)
-        fn = getattr(be, f"{self.kind}_backward")
-        return fn(x, *states, *weights, lengths, dy, *grads_n, workspace, reverse=reverse,
-                  **dict(self.flags))
+        return getattr(be, self._names[2])(x, *states, *weights, lengths, dy, *grads_n,
+                                           workspace, reverse=reverse, **self._flag_kwargs)
 
 
 @dataclass
@@ -111,7 +120,8 @@ def stack_forward(spec: CellSpec, be: Backend, weights, x, h0, c0, lengths, *, t
             h_n.append(res[1])
             if spec.has_cell_state:
                 c_n.append(res[2])
-            saved.append(_Saved(layer_in, h0_k, c0_k, workspace))
+            if ctx is not None:
+                saved.append(_Saved(layer_in, h0_k, c0_k, workspace))
         out = ops.concat_last(outs)
         mask = None
         if training and dropout > 0 and layer < L - 1:

@@ -8,7 +8,7 @@ device arrays come back through ``torch.as_tensor``, which shares their memory.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -44,9 +44,9 @@ def as_tensor(a, device: torch.device) -> torch.Tensor:
     return torch.as_tensor(a, device=device)
 
 
-@dataclass(frozen=True)
-class StackCall:
-    """What one call runs: the cell, backend, stack shape and options.
+class StackCall(NamedTuple):
+    """What one call runs: the cell, backend, stack shape and options (a tuple: a frozen
+    dataclass took 2.7 us to make, a tenth of a batch-1 cell step).
 
     lengths: [B] int64 NumPy array in 1..T, or None (every sequence is T long).
     dropout: the probability actually applied between layers (0 outside training mode).

@@ -58,16 +58,17 @@ class _PyrnnModule:
             return None, "torch.compile cannot trace into pyrnn's kernels"
         if data.dtype not in (torch.float32, torch.float64):
             return None, f"dtype {data.dtype} (pyrnn runs float32 and float64)"
-        if data.device.type == "cpu":
+        device = data.device.type
+        if device == "cpu":
             return resolve(self.backend), None
-        if data.device.type == "cuda":
+        if device == "cuda":
             try:
                 return resolve(self.backend or "cuda"), None
             except BackendUnavailableError as exc:
                 if self.backend is not None:
                     raise
                 return None, str(exc)
-        return None, f"device {data.device.type!r} (pyrnn runs CPU and CUDA tensors)"
+        return None, f"device {device!r} (pyrnn runs CPU and CUDA tensors)"
 
     def _config_reason(self) -> str | None:
         """Why this module's configuration needs the parent's forward (None: it does not)."""
@@ -86,14 +87,14 @@ class _PyrnnModule:
         """Run the stack, through the autograd function when backward will need it (else
         outside autograd: nothing to record); x [T,B,I], h0/c0 [L*D,B,H] or None, weights
         flat."""
-        tensors = [t for t in (x, h0, c0, *weights) if t is not None]
-        for t in tensors[1:]:
-            if t.dtype != x.dtype or t.device != x.device:
+        dtype, device = x.dtype, x.device
+        for t in (h0, c0, *weights):
+            if t is not None and (t.dtype is not dtype or t.device != device):
                 raise RuntimeError(f"pyrnn.torch.{type(self).__name__}: expected every state and "
-                                   f"weight as {x.dtype} on {x.device} like the input, got "
+                                   f"weight as {dtype} on {device} like the input, got "
                                    f"{t.dtype} on {t.device}")
-        x, h0, c0, *weights = (None if t is None else t.contiguous()
-                               for t in (x, h0, c0, *weights))
+        x, h0, c0 = (None if t is None else t.contiguous() for t in (x, h0, c0))
+        weights = [None if w is None else w.contiguous() for w in weights]
         if call.keep_workspace:
             return StackFunction.apply(call, x, h0, c0, *weights)
         return run_stack(call, x, h0, c0, weights)[0]
