@@ -244,7 +244,7 @@ static void FN(input_grads)(int64_t TB, int64_t I, int64_t GH, const real *dg, c
  * to the input projection rather than pack w_hh into tiles for it: gates (ld apart) += h0 @
  * w_hh^T, a GEMM of B rows that reads w_hh where it is when B is small (gemm_few_rows), and
  * their time loop, told by the returned 1, skips its product and reads zeros from acc [G*B*Hp].
- * (The GRU's n gate needs its product apart, r * (h0 @ w_hn^T + b_hn): it keeps the tiles.) An
+ * (The GRU's n gate needs its product apart, r * (h0 @ w_hn^T + b_hn): gru_fold_one_step.) An
  * LSTM call of T=1 B=1 I=H=512 took 0.33-0.34 of the time before, fwd+bwd 0.64-0.70 (with
  * unfold_one_step; benchmarks/RESULTS.md). */
 static int FN(fold_one_step)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c, int G, real *gates,
@@ -257,12 +257,13 @@ static int FN(fold_one_step)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c, int G,
     return 1;
 }
 
-/* The backward of a folded step: dh0 = dg @ w_hh (dg [B, G*H], the step's gate gradients), a
- * GEMM reading w_hh where it is, after a time loop that, folded, packed no panels and left
- * dh_update and dh0 to this. */
+/* The backward of a folded step: dh0 (+)= dg @ w_hh (dg [B, G*H], the step's gate gradients
+ * on the recurrent side; add: onto what the loop left in dh0, the GRU's z part), a GEMM
+ * reading w_hh where it is, after a time loop that, folded, packed no panels and left
+ * dh_update to this. */
 static void FN(unfold_one_step)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c, int G,
-                                const real *dg, real *bpack)
+                                const real *dg, int add, real *bpack)
 {
     const int64_t H = c->H;
-    FN(gemm_run)(c->B, H, G * H, dg, G * H, 1, c->w_hh, H, 1, c->dh0, H, 0, bpack);
+    FN(gemm_run)(c->B, H, G * H, dg, G * H, 1, c->w_hh, H, 1, c->dh0, H, add, bpack);
 }

@@ -38,7 +38,33 @@ struct FN(gru_ctx) {
     const struct PYRNN_CAT(pyrnn_call_, SFX) *c;
     struct FN(gru_regions) r;
     int64_t nblk;
+    int folded;  /* the one step's products are in acc already (gru_fold_one_step) */
 };
+
+/* A one-step reset_after call's recurrent products h0 @ w_hh^T, as the RNN and the LSTM fold
+ * theirs (cell_common.h fold_one_step), but kept apart from the input projection, as the n gate
+ * needs them: one GEMM of B rows reading w_hh where it is, into tbuf (free until the team
+ * transposes states into it), then spread into acc's layout [nblk][B][r,z,n][VW], zeros in
+ * the last block's lanes past H (zeros everywhere without h0). The time loop then neither
+ * packs tiles nor computes a product. Returns whether it folded. */
+static int FN(gru_fold_one_step)(const struct FN(gru_ctx) *x)
+{
+    const struct PYRNN_CAT(pyrnn_call_, SFX) *c = x->c;
+    const int64_t B = c->B, H = c->H, G = 3;
+    real *acc = x->r.tail.acc, *gh = x->r.tail.tbuf;
+    if (c->T != 1 || !c->flag) return 0;
+    memset(acc, 0, (size_t)(G * B * pyrnn_hpad(H)) * sizeof(real));
+    if (!c->h0) return 1;
+    FN(gemm_run)(B, G * H, H, c->h0, H, 1, c->w_hh, 1, H, gh, G * H, 0, x->r.tail.bpack);
+    for (int64_t u = 0; u < x->nblk; u++) {
+        const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
+        for (int64_t b = 0; b < B; b++)
+            for (int k = 0; k < G; k++)
+                memcpy(acc + ((u * B + b) * G + k) * VW, gh + b * G * H + k * H + ju,
+                       (size_t)n * sizeof(real));
+    }
+    return 1;
+}
 
 static inline real *FN(gru_state)(const struct FN(gru_ctx) *x, int64_t s)
 {
@@ -134,8 +160,9 @@ static __attribute__((noinline)) void FN(gru_phase1_b1)(const struct FN(gru_ctx)
     const int64_t H = c->H, G = 3;
     const int reset_after = c->flag;
     real *acc = x->r.tail.acc;
-    FN(tiles_product_b1)(reset_after ? 3 : 2, H, h_prev, x->r.tail.wpack, H, 0, u0, u1, acc,
-                         G * VW, c->lengths, t);
+    if (!x->folded)
+        FN(tiles_product_b1)(reset_after ? 3 : 2, H, h_prev, x->r.tail.wpack, H, 0, u0, u1, acc,
+                             G * VW, c->lengths, t);
     for (int64_t u = u0; u < u1; u += 2) {
         if (u + 2 <= u1 && (u + 2) * VW <= H) {  /* whole vectors: no partial loads */
             if (reset_after)
@@ -172,8 +199,9 @@ static __attribute__((noinline)) void FN(gru_phase1_batch)(
         const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
         real *gh = acc + u * B * G * VW;  /* [B][r,z(,n)][VW] h_prev @ w_h{rz(n)}^T */
         const int64_t nu = FN(next_block)(u0, u1, s, ui);
-        FN(recur_tile)(B, tile, H, hT_prev, wpack + u * H * tile * VW, gh, c->lengths, t,
-                       nu < 0 ? NULL : wpack + nu * H * tile * VW);
+        if (!x->folded)
+            FN(recur_tile)(B, tile, H, hT_prev, wpack + u * H * tile * VW, gh, c->lengths, t,
+                           nu < 0 ? NULL : wpack + nu * H * tile * VW);
         int64_t pu;
         const int64_t pt = FN(next_visit)(T, c->reverse, u0, u1, s, ui, &pu);
         const int64_t pj = pu * VW, pn = H - pj < VW ? H - pj : VW;
@@ -207,7 +235,7 @@ static void FN(gru_forward_team)(void *vctx, int tid, int nth)
     FN(own_units)(H, u0, u1, &j0, &j1);
     const int64_t q0 = u0 / 2, q1 = (u1 + 1) / 2;  /* the pairs of blocks */
     if (reset_after) {
-        FN(pack_tiles)(c->w_hh, H, 3, VW, u0, u1, wpack);
+        if (!x->folded) FN(pack_tiles)(c->w_hh, H, 3, VW, u0, u1, wpack);
     } else {  /* r and z tiles per block, n tiles per pair of blocks */
         FN(pack_tiles)(c->w_hh, H, 2, VW, u0, u1, wpack);
         FN(pack_tiles)(c->w_hh + 2 * H * H, H, 1, 2 * VW, q0, q1, wpack_n);
@@ -265,6 +293,7 @@ static void FN(gru_forward)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c)
     //    in the time loop)
     FN(gemm_run)(T * B, 3 * H, I, c->x, I, 1, c->w_ih, 1, I, x.r.gates, 3 * H, 0,
                  x.r.tail.bpack);
+    x.folded = FN(gru_fold_one_step)(&x);
     const int nth = FN(loop_threads)(3, T, B, H, x.nblk);
     pyrnn_team(nth, FN(gru_forward_team), &x);
 }
@@ -367,7 +396,7 @@ static void FN(gru_backward_team)(void *vctx, int tid, int nth)
     FN(own_blocks)(x->nblk, tid, nth, &u0, &u1);
     FN(own_units)(H, u0, u1, &j0, &j1);
     const int64_t q0 = u0 / 2, q1 = (u1 + 1) / 2;  /* the pairs of blocks */
-    FN(pack_panels)(c->w_hh, G * H, H, 2 * VW, q0, q1, wpack);
+    if (!x->folded) FN(pack_panels)(c->w_hh, G * H, H, 2 * VW, q0, q1, wpack);
     FN(init_state)(c->dh_n, B, H, j0, j1, dh, NULL);
 
     // 1. reverse time loop: dgx[t], dgh[t] and the carried gradient only
@@ -414,8 +443,9 @@ static void FN(gru_backward_team)(void *vctx, int tid, int nth)
             pyrnn_barrier(nth);
         }
         /* dh_prev += [dgh @ w_hh] (reset_after), [dgx_r, dgx_z] @ w_hrz (reset_before) */
-        FN(dh_update)(c, t, x->nblk, q0, q1, s, reset_after ? G * H : 2 * H, G * H, dgT, wpack,
-                      acc, dh, 1);
+        if (!x->folded)
+            FN(dh_update)(c, t, x->nblk, q0, q1, s, reset_after ? G * H : 2 * H, G * H, dgT,
+                          wpack, acc, dh, 1);
     }
     for (int64_t b = 0; b < B; b++)
         memcpy(c->dh0 + b * H + j0, dh + b * H + j0, (size_t)(j1 - j0) * sizeof(real));
@@ -425,12 +455,13 @@ static void FN(gru_backward)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c)
 {
     const int64_t T = c->T, B = c->B, I = c->I, H = c->H, TB = T * B;
     struct FN(gru_ctx) x = {c, FN(gru_carve)(c->workspace, T, B, H, 1, c->flag),
-                            (H + VW - 1) / VW};
+                            (H + VW - 1) / VW, T == 1 && c->flag /* as gru_fold_one_step */};
     const int nth = FN(loop_threads)(3, T, B, H, x.nblk);
     pyrnn_team(nth, FN(gru_backward_team), &x);
 
     // 2. weight gradients and dx, each one GEMM over all steps
     real *bpack = x.r.tail.bpack;
+    if (x.folded) FN(unfold_one_step)(c, 3, x.r.dgh, 1, bpack);  /* onto dh0's z part */
     FN(input_grads)(TB, I, 3 * H, x.r.dgx, c->w_ih, c->x, c->dx, c->dw_ih, c->db_ih, bpack);
     if (c->flag) {
         FN(gemm_run)(3 * H, H, TB, x.r.dgh, 1, 3 * H, x.r.hprev, H, 1, c->dw_hh, H, 0, bpack);

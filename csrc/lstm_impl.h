@@ -362,7 +362,7 @@ static void FN(lstm_backward)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c)
 
     // 2. weight gradients and dx, each one GEMM over all steps
     real *bpack = x.r.tail.bpack;
-    if (x.folded) FN(unfold_one_step)(c, 4, x.r.dgates, bpack);
+    if (x.folded) FN(unfold_one_step)(c, 4, x.r.dgates, 0, bpack);
     FN(input_grads)(T * B, I, 4 * H, x.r.dgates, c->w_ih, c->x, c->dx, c->dw_ih, c->db_ih,
                     bpack);
     FN(gemm_run)(4 * H, H, T * B, x.r.dgates, 1, 4 * H, x.r.hprev, H, 1, c->dw_hh, H, 0, bpack);

@@ -294,7 +294,7 @@ static void FN(rnn_backward)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c)
 
     // 2. weight gradients and dx, each one GEMM over all steps
     real *bpack = x.r.tail.bpack;
-    if (x.folded) FN(unfold_one_step)(c, 1, x.r.dgates, bpack);
+    if (x.folded) FN(unfold_one_step)(c, 1, x.r.dgates, 0, bpack);
     FN(input_grads)(T * B, I, H, x.r.dgates, c->w_ih, c->x, c->dx, c->dw_ih, c->db_ih, bpack);
     FN(gemm_run)(H, H, T * B, x.r.dgates, 1, H, x.r.hprev, H, 1, c->dw_hh, H, 0, bpack);
     if (c->db_ih) memcpy(c->db_hh, c->db_ih, (size_t)H * sizeof(real));

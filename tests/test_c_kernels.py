@@ -248,8 +248,9 @@ def test_batch_1_products_of_several_tiles_at_once(cell, threads, threads_restor
 def test_one_step_and_few_row_calls(cell, dtype, threads, threads_restored):
     """T*B of 1 or 2 rows: the GEMMs read the weights unpacked (gemm_impl.h gemm_few_rows: dot
     products from K = 8 vectors, row sums for dx), and a one-step RNN or LSTM adds h0 @ w_hh^T
-    to its input projection instead of packing w_hh (cell_common.h fold_one_step); B = 3 folds
-    through the packed GEMM. States given or zero, both directions."""
+    to its input projection instead of packing w_hh (cell_common.h fold_one_step), a one-step
+    reset_after GRU takes its products from one GEMM (gru_impl.h gru_fold_one_step); B = 3
+    folds through the packed GEMM. States given or zero, both directions."""
     kind, flags = cell
     pyrnn.set_num_threads(threads)
     for T, B, I, H in [(1, 1, 3, 1), (1, 1, 130, 70), (1, 2, 5, 17), (2, 1, 70, 9),
