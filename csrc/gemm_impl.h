@@ -364,6 +364,12 @@ static void FN(gemm_body)(void *ctx, int tid, int nth)
     pyrnn_share(nmb, tid, nth, &m0, &m1);
     const int64_t pb = split_n ? p0 : 0, pe = split_n ? p1 : npan;
     const int64_t mb = split_n ? 0 : m0, me = split_n ? nmb : m1;
+    /* B's whole panels read where they are when its rows run along n and A is one row block
+     * (split_n: each thread reads its own panels): packed, each would be copied for the one
+     * block that reads it. A one-step call of B=32 copied its weights whole so (dx, dh0: K =
+     * G*H; LSTM T=1 B=32 I=H=512 fwd+bwd 0.76-0.78 of the time without it, GRU 0.74:
+     * benchmarks/RESULTS.md). */
+    const int in_place = g->csb == 1 && nmb == 1;
     real apack[GEMM_MC * GEMM_KC] __attribute__((aligned(64)));
     real ctile[GEMM_MR * GEMM_NR] __attribute__((aligned(64)));
 
@@ -371,7 +377,9 @@ static void FN(gemm_body)(void *ctx, int tid, int nth)
         const int64_t kc = g->K - k0 < GEMM_KC ? g->K - k0 : GEMM_KC;
         const int load = k0 > 0 || g->accumulate;
         if (k0 > 0) pyrnn_barrier(nth);  /* everyone is done with the previous panels */
-        for (int64_t p = p0; p < p1; p++) FN(pack_b)(g, p, k0, kc, g->bpack + p * kc * GEMM_NR);
+        for (int64_t p = p0; p < p1; p++)
+            if (!in_place || g->N - p * GEMM_NR < GEMM_NR)
+                FN(pack_b)(g, p, k0, kc, g->bpack + p * kc * GEMM_NR);
         pyrnn_barrier(nth);
         for (int64_t ib = mb; ib < me; ib++) {
             const int64_t i0 = ib * GEMM_MC, mc = g->M - i0 < GEMM_MC ? g->M - i0 : GEMM_MC;
@@ -379,13 +387,15 @@ static void FN(gemm_body)(void *ctx, int tid, int nth)
             for (int64_t p = pb; p < pe; p++) {
                 const int64_t n0 = p * GEMM_NR;
                 const int64_t nr = g->N - n0 < GEMM_NR ? g->N - n0 : GEMM_NR;
-                const real *bp = g->bpack + p * kc * GEMM_NR;
+                const int direct = in_place && nr == GEMM_NR;
+                const real *bp = direct ? g->B + k0 * g->rsb + n0 : g->bpack + p * kc * GEMM_NR;
+                const int64_t ldb = direct ? g->rsb : GEMM_NR;
                 for (int64_t i = 0; i < mc; i += GEMM_MR) {
                     const int mr = mc - i < GEMM_MR ? (int)(mc - i) : GEMM_MR;
                     real *cp = g->C + (i0 + i) * g->ldc + n0;
                     const real *ap = apack + i * kc;
                     if (nr == GEMM_NR) {
-                        FN(mk)(mr, GEMM_NV, kc, ap, GEMM_MR, bp, GEMM_NR, cp, g->ldc, load,
+                        FN(mk)(mr, GEMM_NV, kc, ap, GEMM_MR, bp, ldb, cp, g->ldc, load,
                                (const char *)bp, 0);
                         continue;
                     }
