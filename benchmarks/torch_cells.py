@@ -6,9 +6,8 @@ Times `cell(x, hx)` for LSTMCell and GRUCell with input size = hidden size, batc
 size H from --shapes (B:H pairs), in alternating blocks: once under torch.no_grad() (a decoding
 or inference loop) and once with gradients (forward, then backward of the sum of the outputs).
 A cell runs one step per call, so what a call costs besides the step counts in full here: at
-small sizes the Python on the way to the kernel (a one-step RNN or LSTM no longer packs its
-weights; the GRU still packs its recurrent ones), which a layer's time loop spreads over all its
-steps (benchmarks/RESULTS.md). Each block of pyrnn calls follows a block of torch.nn calls, so
+small sizes the Python on the way to the kernel (a one-step call no longer packs its weights),
+which a layer's time loop spreads over all its steps (benchmarks/RESULTS.md). Each block of pyrnn calls follows a block of torch.nn calls, so
 the team's idle rule applies (PYRNN_TEAM_IDLE_NS=0 times a steady caller).
 """
 
