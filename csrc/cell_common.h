@@ -157,6 +157,66 @@ static void FN(tiles_product_b1)(int pv, int64_t K, const real *a, const real *p
     }
 }
 
+
+/* ---- backward's gate gradients of a step, row block by row block ----
+ * Each cell gives two functions of its context x (the cell's *_ctx):
+ *   dgate(x, ok, n, hb, at, atG): one row's block of n units, from unit ju of row b at step t:
+ *       hb = b*H+ju indexes it in the [B,H] carried gradients, at = (t*B+b)*H+ju in the
+ *       [T,B,H] arrays, atG = (t*B+b)*G*H+ju in the [T,B,G*H] ones; ok: step t is valid for
+ *       the row;
+ *   prefetch_row(x, at, atG, n): asks for what dgate reads and writes at such a row.
+ * The loops below inline them (always_inline, constant function pointers). */
+typedef void (*FN(dgate_fn))(const void *x, int ok, int64_t n, int64_t hb, int64_t at,
+                             int64_t atG);
+typedef void (*FN(row_fn))(const void *x, int64_t at, int64_t atG, int64_t n);
+
+/* Gates [k0, G) of a block of n units from unit ju at step t, of gate gradients dg
+ * [T,B,G*H], transposed into dgT for the recurrent products. */
+static inline void FN(transpose_gates)(const real *dg, int64_t t, int64_t B, int64_t H, int G,
+                                       int k0, int64_t ju, int64_t n, real *dgT)
+{
+    for (int k = k0; k < G; k++)
+        FN(transpose_rows)(dg + t * B * G * H + k * H + ju, G * H, B, n, k * H + ju, dgT);
+}
+
+/* Batch 1's gate gradients of step t for units [j0, j1): one contiguous run of each array a
+ * step, in order, which the hardware prefetchers follow. The batch's block order and its
+ * prefetching of the next visit cost batch 1 more than they saved (RNN 100x1x32x64 fwd+bwd
+ * 0.92-0.96 of the time without them, LSTM 0.95-0.96, GRU 0.92-0.96: benchmarks/RESULTS.md). */
+static inline __attribute__((always_inline)) void FN(dgates_b1)(
+    const void *x, const struct PYRNN_CAT(pyrnn_call_, SFX) *c, const int G, FN(dgate_fn) dgate,
+    int64_t t, int64_t j0, int64_t j1)
+{
+    const int ok = FN(valid)(c->lengths, 0, t);
+    for (int64_t j = j0; j < j1; j += VW)
+        dgate(x, ok, j1 - j < VW ? j1 - j : VW, j, t * c->H + j, t * G * c->H + j);
+}
+
+/* A batch's gate gradients of step t (s-th visited) over the thread's unit blocks [u0, u1),
+ * row by row, asking for the next visit's rows as it goes; then each block's gates [k0, G) of
+ * dg, what the recurrent products read, transposed into dgT. */
+static inline __attribute__((always_inline)) void FN(dgates_batch)(
+    const void *x, const struct PYRNN_CAT(pyrnn_call_, SFX) *c, const int G, FN(dgate_fn) dgate,
+    FN(row_fn) prefetch_row, const real *dg, int k0, int64_t s, int64_t t, int64_t u0,
+    int64_t u1, real *dgT)
+{
+    const int64_t T = c->T, B = c->B, H = c->H;
+    for (int64_t ui = 0; ui < u1 - u0; ui++) {
+        const int64_t u = FN(block_at)(u0, u1, s, ui);
+        const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
+        int64_t pu;
+        const int64_t pt = FN(next_visit)(T, !c->reverse, u0, u1, s, ui, &pu);
+        const int64_t pj = pu * VW, pn = H - pj < VW ? H - pj : VW;
+        for (int64_t b = 0; b < B; b++) {
+            if (pt >= 0)  /* what this row of the next visit reads and writes */
+                prefetch_row(x, (pt * B + b) * H + pj, (pt * B + b) * G * H + pj, pn);
+            dgate(x, FN(valid)(c->lengths, b, t), n, b * H + ju, (t * B + b) * H + ju,
+                  (t * B + b) * G * H + ju);
+        }
+        FN(transpose_gates)(dg, t, B, H, G, k0, ju, n, dgT);
+    }
+}
+
 /* The end of every backward step: for the pairs [q0, q1) a thread owns (in step s's order),
  *     dh[b] = (add ? dh[b] : 0) + (dgT^T @ panels)[b]   where step t is valid for sequence b
  * (dh is left alone elsewhere). dgT: [K,B] the gate gradients transposed; panels: [npairs]

@@ -298,13 +298,13 @@ static void FN(gru_forward)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c)
     pyrnn_team(nth, FN(gru_forward_team), &x);
 }
 
-/* One row's block of n units of gate gradients at a step: hb indexes it in the [B,H] dh, at
- * in the [T,B,H] arrays, at3 in the [T,B,3H] ones. dh becomes dh_prev's z part where the step is
- * valid for the row (ok); the gradients are 0 where it is not. reset_before's dr needs the
- * product with W_hn first (the team's second phase). */
-static inline void FN(gru_dgate)(const struct FN(gru_ctx) *x, int ok, int64_t n, int64_t hb,
-                                 int64_t at, int64_t at3)
+/* One row's block of n units of gate gradients (cell_common.h dgate_fn for the indexes). dh
+ * becomes dh_prev's z part where the step is valid for the row (ok); the gradients are 0 where
+ * it is not. reset_before's dr needs the product with W_hn first (the team's second phase). */
+static inline __attribute__((always_inline)) void FN(gru_dgate)(
+    const void *vx, int ok, int64_t n, int64_t hb, int64_t at, int64_t at3)
 {
+    const struct FN(gru_ctx) *x = vx;
     const struct PYRNN_CAT(pyrnn_call_, SFX) *c = x->c;
     const int64_t H = c->H;
     const int reset_after = c->flag;
@@ -335,54 +335,23 @@ static inline void FN(gru_dgate)(const struct FN(gru_ctx) *x, int ok, int64_t n,
     }
 }
 
-/* Batch 1's gate gradients of step t for units [j0, j1): contiguous runs a step, in order,
- * which the hardware prefetchers follow (as the RNN's rnn_dgates_b1). */
-static inline void FN(gru_dgates_b1)(const struct FN(gru_ctx) *x, int64_t t, int64_t j0,
-                                     int64_t j1)
+static inline __attribute__((always_inline)) void FN(gru_prefetch_row)(
+    const void *vx, int64_t at, int64_t at3, int64_t n)
 {
-    const struct PYRNN_CAT(pyrnn_call_, SFX) *c = x->c;
-    const int ok = FN(valid)(c->lengths, 0, t);
-    for (int64_t j = j0; j < j1; j += VW)
-        FN(gru_dgate)(x, ok, j1 - j < VW ? j1 - j : VW, j, t * c->H + j, t * 3 * c->H + j);
-}
-
-/* A batch's gate gradients of step t (s-th visited) over the thread's unit blocks [u0, u1),
- * row by row, prefetching the next visit's rows; each block's columns that the recurrent
- * products read (dgh when reset_after; dz and dn, reset_before) transposed into dgT. */
-static inline void FN(gru_dgates_batch)(const struct FN(gru_ctx) *x, int64_t s, int64_t t,
-                                        int64_t u0, int64_t u1, real *dgT)
-{
-    const struct PYRNN_CAT(pyrnn_call_, SFX) *c = x->c;
-    const int64_t T = c->T, B = c->B, H = c->H, G = 3;
-    const int reset_after = c->flag;
-    for (int64_t ui = 0; ui < u1 - u0; ui++) {
-        const int64_t u = FN(block_at)(u0, u1, s, ui);
-        const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
-        int64_t pu;
-        const int64_t pt = FN(next_visit)(T, !c->reverse, u0, u1, s, ui, &pu);
-        const int64_t pj = pu * VW, pn = H - pj < VW ? H - pj : VW;
-        for (int64_t b = 0; b < B; b++) {
-            if (pt >= 0) {  /* what this row of the next visit reads and writes */
-                const int64_t nat = (pt * B + b) * H + pj, nat3 = (pt * B + b) * G * H + pj;
-                for (int k = 0; k < G; k++) {
-                    FN(prefetch)(x->r.gates + nat3 + k * H, pn, 0);
-                    FN(prefetch)(x->r.dgx + nat3 + k * H, pn, 1);
-                    if (reset_after) FN(prefetch)(x->r.dgh + nat3 + k * H, pn, 1);
-                }
-                FN(prefetch)(x->r.extra + nat, pn, 0);
-                FN(prefetch)(x->r.hprev + nat, pn, 0);
-                FN(prefetch)(c->dy + nat, pn, 0);
-            }
-            FN(gru_dgate)(x, FN(valid)(c->lengths, b, t), n, b * H + ju, (t * B + b) * H + ju,
-                          (t * B + b) * G * H + ju);
-        }
-        /* the recurrent products read dgh (reset_after; dr later, reset_before) k-major */
-        for (int k = reset_after ? 0 : 1; k < G; k++)
-            FN(transpose_rows)(x->r.dgh + t * B * G * H + k * H + ju, G * H, B, n, k * H + ju,
-                               dgT);
+    const struct FN(gru_ctx) *x = vx;
+    const int64_t H = x->c->H;
+    for (int k = 0; k < 3; k++) {
+        FN(prefetch)(x->r.gates + at3 + k * H, n, 0);
+        FN(prefetch)(x->r.dgx + at3 + k * H, n, 1);
+        if (x->c->flag) FN(prefetch)(x->r.dgh + at3 + k * H, n, 1);
     }
+    FN(prefetch)(x->r.extra + at, n, 0);
+    FN(prefetch)(x->r.hprev + at, n, 0);
+    FN(prefetch)(x->c->dy + at, n, 0);
 }
 
+/* The block's columns that the recurrent products read: dgh when reset_after; dz and dn,
+ * reset_before (dr later, after phase 2). */
 static void FN(gru_backward_team)(void *vctx, int tid, int nth)
 {
     const struct FN(gru_ctx) *x = vctx;
@@ -406,9 +375,10 @@ static void FN(gru_backward_team)(void *vctx, int tid, int nth)
         real *dgT = B == 1 ? dgh + t * G * H : x->r.tail.tbuf + (s & 1) * G * H * B;
         // forward was: h = (1-z)*n + z*h_prev, kept only where the step is valid
         if (B == 1)
-            FN(gru_dgates_b1)(x, t, j0, j1);
+            FN(dgates_b1)(x, c, G, FN(gru_dgate), t, j0, j1);
         else
-            FN(gru_dgates_batch)(x, s, t, u0, u1, dgT);
+            FN(dgates_batch)(x, c, G, FN(gru_dgate), FN(gru_prefetch_row), dgh,
+                             reset_after ? 0 : 1, s, t, u0, u1, dgT);
         pyrnn_barrier(nth);
         if (!reset_after) {
             // forward was: n = tanh(gx_n + (r * h_prev) @ W_hn^T + b_hn), extra = r * h_prev

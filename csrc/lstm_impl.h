@@ -247,12 +247,13 @@ static void FN(lstm_forward)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c)
     pyrnn_team(nth, FN(lstm_forward_team), &x);
 }
 
-/* One row's block of n units of gate gradients at a step: hb indexes it in the [B,H] dh and
- * dc, at in the [T,B,H] arrays, at4 in the [T,B,4H] ones. dc becomes the gradient carried to
- * c_prev where the step is valid for the row (ok); dgates 0 where it is not. */
-static inline void FN(lstm_dgate)(const struct FN(lstm_ctx) *x, int ok, int64_t n, int64_t hb,
-                                  int64_t at, int64_t at4)
+/* One row's block of n units of gate gradients (cell_common.h dgate_fn for the indexes). dc
+ * becomes the gradient carried to c_prev where the step is valid for the row (ok); dgates 0
+ * where it is not. */
+static inline __attribute__((always_inline)) void FN(lstm_dgate)(
+    const void *vx, int ok, int64_t n, int64_t hb, int64_t at, int64_t at4)
 {
+    const struct FN(lstm_ctx) *x = vx;
     const struct PYRNN_CAT(pyrnn_call_, SFX) *c = x->c;
     const int64_t H = c->H;
     const real *gates = x->r.gates;
@@ -272,48 +273,17 @@ static inline void FN(lstm_dgate)(const struct FN(lstm_ctx) *x, int ok, int64_t 
     for (int k = 0; k < 4; k++) FN(vstore_n)(x->r.dgates + at4 + k * H, d_pre[k], n);
 }
 
-/* Batch 1's gate gradients of step t for units [j0, j1): contiguous runs a step, in order,
- * which the hardware prefetchers follow (as the RNN's rnn_dgates_b1). */
-static inline void FN(lstm_dgates_b1)(const struct FN(lstm_ctx) *x, int64_t t, int64_t j0,
-                                      int64_t j1)
+static inline __attribute__((always_inline)) void FN(lstm_prefetch_row)(
+    const void *vx, int64_t at, int64_t at4, int64_t n)
 {
-    const struct PYRNN_CAT(pyrnn_call_, SFX) *c = x->c;
-    const int ok = FN(valid)(c->lengths, 0, t);
-    for (int64_t j = j0; j < j1; j += VW)
-        FN(lstm_dgate)(x, ok, j1 - j < VW ? j1 - j : VW, j, t * c->H + j, t * 4 * c->H + j);
-}
-
-/* A batch's gate gradients of step t (s-th visited) over the thread's unit blocks [u0, u1),
- * row by row, prefetching the next visit's rows; each block's columns transposed into dgT. */
-static inline void FN(lstm_dgates_batch)(const struct FN(lstm_ctx) *x, int64_t s, int64_t t,
-                                         int64_t u0, int64_t u1, real *dgT)
-{
-    const struct PYRNN_CAT(pyrnn_call_, SFX) *c = x->c;
-    const int64_t T = c->T, B = c->B, H = c->H, G = 4;
-    for (int64_t ui = 0; ui < u1 - u0; ui++) {
-        const int64_t u = FN(block_at)(u0, u1, s, ui);
-        const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
-        int64_t pu;
-        const int64_t pt = FN(next_visit)(T, !c->reverse, u0, u1, s, ui, &pu);
-        const int64_t pj = pu * VW, pn = H - pj < VW ? H - pj : VW;
-        for (int64_t b = 0; b < B; b++) {
-            if (pt >= 0) {  /* what this row of the next visit reads and writes */
-                const int64_t nat = (pt * B + b) * H + pj, nat4 = (pt * B + b) * G * H + pj;
-                for (int k = 0; k < G; k++) {
-                    FN(prefetch)(x->r.gates + nat4 + k * H, pn, 0);
-                    FN(prefetch)(x->r.dgates + nat4 + k * H, pn, 1);
-                }
-                FN(prefetch)(x->r.tanh_c + nat, pn, 0);
-                FN(prefetch)(x->r.cprev + nat, pn, 0);
-                FN(prefetch)(c->dy + nat, pn, 0);
-            }
-            FN(lstm_dgate)(x, FN(valid)(c->lengths, b, t), n, b * H + ju, (t * B + b) * H + ju,
-                           (t * B + b) * G * H + ju);
-        }
-        for (int k = 0; k < G; k++)
-            FN(transpose_rows)(x->r.dgates + t * B * G * H + k * H + ju, G * H, B, n, k * H + ju,
-                               dgT);
+    const struct FN(lstm_ctx) *x = vx;
+    for (int k = 0; k < 4; k++) {
+        FN(prefetch)(x->r.gates + at4 + k * x->c->H, n, 0);
+        FN(prefetch)(x->r.dgates + at4 + k * x->c->H, n, 1);
     }
+    FN(prefetch)(x->r.tanh_c + at, n, 0);
+    FN(prefetch)(x->r.cprev + at, n, 0);
+    FN(prefetch)(x->c->dy + at, n, 0);
 }
 
 static void FN(lstm_backward_team)(void *vctx, int tid, int nth)
@@ -338,9 +308,10 @@ static void FN(lstm_backward_team)(void *vctx, int tid, int nth)
         real *dgT = B == 1 ? dgates + t * G * H : x->r.tail.tbuf + (s & 1) * G * H * B;
         // forward was: c = f*c_prev + i*g; h = o*tanh(c); both kept only where the step is valid
         if (B == 1)
-            FN(lstm_dgates_b1)(x, t, j0, j1);
+            FN(dgates_b1)(x, c, G, FN(lstm_dgate), t, j0, j1);
         else
-            FN(lstm_dgates_batch)(x, s, t, u0, u1, dgT);
+            FN(dgates_batch)(x, c, G, FN(lstm_dgate), FN(lstm_prefetch_row), dgates, 0, s,
+                             t, u0, u1, dgT);
         pyrnn_barrier(nth);
         if (!x->folded)
             FN(dh_update)(c, t, x->nblk, q0, q1, s, G * H, G * H, dgT, wpack, acc, dh, 0);

@@ -195,62 +195,32 @@ static void FN(rnn_forward)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c)
     pyrnn_team(nth, FN(rnn_forward_team), &x);
 }
 
-/* One block of n units of gate gradients: dg = (dh + dy) * act'(pre), from the activation
- * y = act(pre) kept in gates; 0 where the step is not valid (ok == 0) for the row. */
-static inline void FN(rnn_dgate)(int relu, int ok, int64_t n, const real *y_at, const real *dh,
-                                 const real *dy, real *dg)
+/* One row's block of n units of gate gradients (cell_common.h dgate_fn for the indexes):
+ * dg = (dh + dy) * act'(pre), from the activation y = act(pre) kept in gates; 0 where the
+ * step is not valid for the row (ok == 0). */
+static inline __attribute__((always_inline)) void FN(rnn_dgate)(
+    const void *vx, int ok, int64_t n, int64_t hb, int64_t at, int64_t at1)
 {
+    const struct FN(rnn_ctx) *x = vx;
+    (void)at1;  /* one gate: the [T,B,G*H] arrays are the [T,B,H] ones */
     V d = FN(vdup)(0);
     if (ok) {
-        const V y = FN(vload_n)(y_at, n);
-        const V dact = relu ? FN(vselect)(y > FN(vdup)(0), FN(vdup)(1), FN(vdup)(0))
-                            : (real)1 - y * y;
-        d = (FN(vload_n)(dh, n) + FN(vload_n)(dy, n)) * dact;
+        const V y = FN(vload_n)(x->r.gates + at, n);
+        const V dact = x->c->flag ? FN(vselect)(y > FN(vdup)(0), FN(vdup)(1), FN(vdup)(0))
+                                  : (real)1 - y * y;
+        d = (FN(vload_n)(x->r.dh + hb, n) + FN(vload_n)(x->c->dy + at, n)) * dact;
     }
-    FN(vstore_n)(dg, d, n);
+    FN(vstore_n)(x->r.dgates + at, d, n);
 }
 
-/* Batch 1's gate gradients of step t for units [j0, j1): one contiguous run of each array a
- * step, in order, which the hardware prefetchers follow. The batch's block order and its
- * prefetching of the next visit cost batch 1 more than they saved (RNN 100x1x32x64 fwd+bwd
- * 0.92-0.96 of the time without them, LSTM 0.95-0.96, GRU 0.92-0.96: benchmarks/RESULTS.md). */
-static inline void FN(rnn_dgates_b1)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c,
-                                     const real *gates, real *dgates, const real *dh, int64_t t,
-                                     int64_t j0, int64_t j1)
+static inline __attribute__((always_inline)) void FN(rnn_prefetch_row)(
+    const void *vx, int64_t at, int64_t at1, int64_t n)
 {
-    const int ok = FN(valid)(c->lengths, 0, t);
-    const int64_t at = t * c->H;
-    for (int64_t j = j0; j < j1; j += VW)
-        FN(rnn_dgate)(c->flag, ok, j1 - j < VW ? j1 - j : VW, gates + at + j, dh + j,
-                      c->dy + at + j, dgates + at + j);
-}
-
-/* A batch's gate gradients of step t (s-th visited) over the thread's unit blocks [u0, u1),
- * row by row, prefetching the next visit's rows; each block's columns transposed into dgT. */
-static inline void FN(rnn_dgates_batch)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c,
-                                        const real *gates, real *dgates, const real *dh,
-                                        int64_t s, int64_t t, int64_t u0, int64_t u1, real *dgT)
-{
-    const int64_t T = c->T, B = c->B, H = c->H;
-    for (int64_t ui = 0; ui < u1 - u0; ui++) {
-        const int64_t u = FN(block_at)(u0, u1, s, ui);
-        const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
-        int64_t pu;
-        const int64_t pt = FN(next_visit)(T, !c->reverse, u0, u1, s, ui, &pu);
-        const int64_t pj = pu * VW, pn = H - pj < VW ? H - pj : VW;
-        for (int64_t b = 0; b < B; b++) {
-            if (pt >= 0) {  /* what this row of the next visit reads and writes */
-                const int64_t nat = (pt * B + b) * H + pj;
-                FN(prefetch)(gates + nat, pn, 0);
-                FN(prefetch)(dgates + nat, pn, 1);
-                FN(prefetch)(c->dy + nat, pn, 0);
-            }
-            const int64_t at = (t * B + b) * H + ju;
-            FN(rnn_dgate)(c->flag, FN(valid)(c->lengths, b, t), n, gates + at, dh + b * H + ju,
-                          c->dy + at, dgates + at);
-        }
-        FN(transpose_rows)(dgates + t * B * H + ju, H, B, n, ju, dgT);
-    }
+    const struct FN(rnn_ctx) *x = vx;
+    (void)at1;
+    FN(prefetch)(x->r.gates + at, n, 0);
+    FN(prefetch)(x->r.dgates + at, n, 1);
+    FN(prefetch)(x->c->dy + at, n, 0);
 }
 
 static void FN(rnn_backward_team)(void *vctx, int tid, int nth)
@@ -258,7 +228,6 @@ static void FN(rnn_backward_team)(void *vctx, int tid, int nth)
     const struct FN(rnn_ctx) *x = vctx;
     const struct PYRNN_CAT(pyrnn_call_, SFX) *c = x->c;
     const int64_t T = c->T, B = c->B, H = c->H;
-    const real *gates = x->r.gates;
     real *dgates = x->r.dgates, *dh = x->r.dh, *acc = x->r.tail.acc, *wpack = x->r.tail.wpack;
     int64_t u0, u1, j0, j1;
     FN(own_blocks)(x->nblk, tid, nth, &u0, &u1);
@@ -274,9 +243,10 @@ static void FN(rnn_backward_team)(void *vctx, int tid, int nth)
         real *dgT = B == 1 ? dgates + t * H : x->r.tail.tbuf + (s & 1) * H * B;
         // forward was: gates[t] = act(gx + h_prev @ w_hh^T); h = valid ? gates[t] : h_prev
         if (B == 1)
-            FN(rnn_dgates_b1)(c, gates, dgates, dh, t, j0, j1);
+            FN(dgates_b1)(x, c, 1, FN(rnn_dgate), t, j0, j1);
         else
-            FN(rnn_dgates_batch)(c, gates, dgates, dh, s, t, u0, u1, dgT);
+            FN(dgates_batch)(x, c, 1, FN(rnn_dgate), FN(rnn_prefetch_row), dgates, 0, s,
+                             t, u0, u1, dgT);
         pyrnn_barrier(nth);
         if (!x->folded) FN(dh_update)(c, t, x->nblk, q0, q1, s, H, H, dgT, wpack, acc, dh, 0);
     }
