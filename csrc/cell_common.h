@@ -157,7 +157,6 @@ static void FN(tiles_product_b1)(int pv, int64_t K, const real *a, const real *p
     }
 }
 
-
 /* ---- backward's gate gradients of a step, row block by row block ----
  * Each cell gives two functions of its context x (the cell's *_ctx):
  *   dgate(x, ok, n, hb, at, atG): one row's block of n units, from unit ju of row b at step t:
