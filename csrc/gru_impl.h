@@ -350,8 +350,6 @@ static inline __attribute__((always_inline)) void FN(gru_prefetch_row)(
     FN(prefetch)(x->c->dy + at, n, 0);
 }
 
-/* The block's columns that the recurrent products read: dgh when reset_after; dz and dn,
- * reset_before (dr later, after phase 2). */
 static void FN(gru_backward_team)(void *vctx, int tid, int nth)
 {
     const struct FN(gru_ctx) *x = vctx;
@@ -377,6 +375,8 @@ static void FN(gru_backward_team)(void *vctx, int tid, int nth)
         if (B == 1)
             FN(dgates_b1)(x, c, G, FN(gru_dgate), t, j0, j1);
         else
+            /* the products read dgh's r, z, n (reset_after); dz and dn (reset_before: dr
+             * after phase 2) */
             FN(dgates_batch)(x, c, G, FN(gru_dgate), FN(gru_prefetch_row), dgh,
                              reset_after ? 0 : 1, s, t, u0, u1, dgT);
         pyrnn_barrier(nth);
