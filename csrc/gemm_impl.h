@@ -370,17 +370,25 @@ static void FN(gemm_body)(void *ctx, int tid, int nth)
      * G*H; LSTM T=1 B=32 I=H=512 fwd+bwd 0.76-0.78 of the time without it, GRU 0.74:
      * benchmarks/RESULTS.md). */
     const int in_place = g->csb == 1 && nmb == 1;
+    /* With one row block, no thread reads another's panels either: each is packed right
+     * before its products, into the thread's one slot, where it is still in L1, and the team
+     * needs no barrier. Packed all first, a one-step call of B=32 wrote its transposed
+     * weights whole (LSTM I=H=512: 4 MiB for each of its two products) and read them back. */
+    const int own_panels = split_n && nmb == 1;
+    real *const slot = g->bpack + p0 * GEMM_KC * GEMM_NR;
     real apack[GEMM_MC * GEMM_KC] __attribute__((aligned(64)));
     real ctile[GEMM_MR * GEMM_NR] __attribute__((aligned(64)));
 
     for (int64_t k0 = 0; k0 < g->K; k0 += GEMM_KC) {
         const int64_t kc = g->K - k0 < GEMM_KC ? g->K - k0 : GEMM_KC;
         const int load = k0 > 0 || g->accumulate;
-        if (k0 > 0) pyrnn_barrier(nth);  /* everyone is done with the previous panels */
-        for (int64_t p = p0; p < p1; p++)
-            if (!in_place || g->N - p * GEMM_NR < GEMM_NR)
-                FN(pack_b)(g, p, k0, kc, g->bpack + p * kc * GEMM_NR);
-        pyrnn_barrier(nth);
+        if (!own_panels) {
+            if (k0 > 0) pyrnn_barrier(nth);  /* everyone is done with the previous panels */
+            for (int64_t p = p0; p < p1; p++)
+                if (!in_place || g->N - p * GEMM_NR < GEMM_NR)
+                    FN(pack_b)(g, p, k0, kc, g->bpack + p * kc * GEMM_NR);
+            pyrnn_barrier(nth);
+        }
         for (int64_t ib = mb; ib < me; ib++) {
             const int64_t i0 = ib * GEMM_MC, mc = g->M - i0 < GEMM_MC ? g->M - i0 : GEMM_MC;
             FN(pack_a)(g, i0, mc, k0, kc, apack);
@@ -388,7 +396,10 @@ static void FN(gemm_body)(void *ctx, int tid, int nth)
                 const int64_t n0 = p * GEMM_NR;
                 const int64_t nr = g->N - n0 < GEMM_NR ? g->N - n0 : GEMM_NR;
                 const int direct = in_place && nr == GEMM_NR;
-                const real *bp = direct ? g->B + k0 * g->rsb + n0 : g->bpack + p * kc * GEMM_NR;
+                if (own_panels && !direct) FN(pack_b)(g, p, k0, kc, slot);
+                const real *bp = direct       ? g->B + k0 * g->rsb + n0
+                                 : own_panels ? slot
+                                              : g->bpack + p * kc * GEMM_NR;
                 const int64_t ldb = direct ? g->rsb : GEMM_NR;
                 for (int64_t i = 0; i < mc; i += GEMM_MR) {
                     const int mr = mc - i < GEMM_MR ? (int)(mc - i) : GEMM_MR;

@@ -224,10 +224,11 @@ int main(int argc, char **argv)
     /* the two-thread runs must get their teams however long the runs between them take */
     setenv("PYRNN_TEAM_IDLE_NS", "0", 1);
     /* T, B, I, H: singletons, vector tails, batch 1, one-step calls (few-row GEMMs past their
-     * whole vectors, folded products, B read in place), and large enough for two threads */
+     * whole vectors, folded products, B read in place, panels packed as they go over two K
+     * blocks), and large enough for two threads */
     static const int64_t shapes[][4] = {
         {1, 1, 1, 1}, {4, 3, 5, 7}, {5, 13, 3, 20}, {6, 1, 8, 33}, {3, 2, 40, 1},
-        {1, 1, 70, 20}, {1, 3, 40, 20}, {4, 24, 90, 150},
+        {1, 1, 70, 20}, {1, 3, 40, 20}, {1, 5, 300, 37}, {4, 24, 90, 150},
     };
     bad_arguments();
     for (int threads = 1; threads <= 2; threads++) {

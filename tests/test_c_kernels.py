@@ -195,7 +195,8 @@ def threads_restored():
 @pytest.mark.parametrize("T, B, I, H, lengths", [
     (5, 1, 120, 150, "spread"), (5, 24, 120, 150, "spread"),
     (1, 1, 600, 520, "none"), (1, 2, 600, 520, "none"),  # few-row GEMMs, one group a thread
-], ids=["T5B1", "T5B24", "T1B1", "T1B2"])
+    (1, 7, 300, 150, "none"),  # one row block: each thread packs its panels as it goes
+], ids=["T5B1", "T5B24", "T1B1", "T1B2", "T1B7"])
 @pytest.mark.parametrize("cell", CELLS, ids=cell_id)
 def test_bit_identical_for_any_thread_count(cell, T, B, I, H, lengths, threads_restored):
     """Big enough that the time loops and the GEMMs run on two and three threads; batch 1
@@ -250,11 +251,13 @@ def test_one_step_and_few_row_calls(cell, dtype, threads, threads_restored):
     products from K = 8 vectors, row sums for dx), and a one-step RNN or LSTM adds h0 @ w_hh^T
     to its input projection instead of packing w_hh (cell_common.h fold_one_step), a one-step
     reset_after GRU takes its products from one GEMM (gru_impl.h gru_fold_one_step); B = 3
-    folds through the packed GEMM. States given or zero, both directions."""
+    folds through the packed GEMM, whose one row block packs each panel as it goes (gemm_impl.h
+    gemm_body own_panels), here over two K blocks (I = 300) and a last panel cut short.
+    States given or zero, both directions."""
     kind, flags = cell
     pyrnn.set_num_threads(threads)
     for T, B, I, H in [(1, 1, 3, 1), (1, 1, 130, 70), (1, 2, 5, 17), (2, 1, 70, 9),
-                       (1, 3, 9, 40), (1, 1, 8, 300)]:
+                       (1, 3, 9, 40), (1, 1, 8, 300), (1, 5, 300, 37)]:
         for states in (False, True):
             p = make_problem(kind, T, B, I, H, dtype, "none", True, states, seed=T + B + H)
             for reverse in (False, True):
