@@ -292,6 +292,66 @@ def test_inference_runs_outside_autograd_with_the_same_results(cell, backend):
         assert rel_err_t(a, b) <= 1e-10
 
 
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_cell_inference_runs_outside_autograd_with_the_same_results(cell, backend):
+    """A cell step without gradients to compute goes straight to the backend (no graph on the
+    results, the recorded forward's bits); a weight assigned anew is the one used."""
+    ref, ours = make_pair(CELLS, dict(cell=cell, bias=True, dtype=torch.float64), backend,
+                          input_size=3, hidden_size=4)
+    x = torch.randn(2, 3, dtype=torch.float64)
+    hx = torch.randn(2, 4, dtype=torch.float64)
+    hx = (hx, torch.randn(2, 4, dtype=torch.float64)) if cell == "lstm" else hx
+    as_list = (lambda out: list(out)) if cell == "lstm" else (lambda out: [out])
+    recorded = as_list(ours(x.clone().requires_grad_(), hx))
+    assert all(t.grad_fn is not None for t in recorded)
+    with torch.no_grad():
+        plain = as_list(ours(x, hx))
+    for a, b in zip(recorded, plain):
+        assert b.grad_fn is None and torch.equal(a.detach(), b)
+    new_w = torch.randn_like(ref.weight_hh)
+    for model in (ref, ours):
+        model.weight_hh = nn.Parameter(new_w.clone())
+    with torch.no_grad():
+        for a, b in zip(as_list(ours(x, hx)), as_list(ref(x, hx))):
+            assert rel_err_t(a, b) <= 1e-10
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_cell_takes_strided_tensors_and_one_used_output(cell, backend):
+    """Transposed (non-contiguous) input, state and weight reach the backend as they are; an
+    LSTMCell whose h' is not used gets no gradient for it (c' alone flows back)."""
+    ref, ours = make_pair(CELLS, dict(cell=cell, bias=True, dtype=torch.float64), backend,
+                          input_size=3, hidden_size=4)
+    w_t = torch.randn(ref.weight_ih.shape[::-1], dtype=torch.float64)
+    for model in (ref, ours):
+        model.weight_ih = nn.Parameter(w_t.clone().t())
+        assert not model.weight_ih.is_contiguous()
+    x = torch.randn(3, 2, dtype=torch.float64).t()
+    states = [torch.randn(4, 2, dtype=torch.float64).t() for _ in range(1 + (cell == "lstm"))]
+    grads = []
+    for model in (ref, ours):
+        x_leaf, *s_leaves = leaves(x, *states)  # clones keep the strides
+        assert not any(t.is_contiguous() for t in (x_leaf, *s_leaves))
+        out = model(x_leaf, tuple(s_leaves) if cell == "lstm" else s_leaves[0])
+        used = out[1] if cell == "lstm" else out
+        grads.append((used, torch.autograd.grad(used.sum(), [x_leaf, *s_leaves,
+                                                             *model.parameters()])))
+    (a, ga), (b, gb) = grads
+    assert rel_err_t(a, b) <= 1e-10
+    for g_o, g_r in zip(gb, ga):
+        assert rel_err_t(g_o, g_r) <= 1e-10
+
+
+def test_cell_state_modified_in_place_before_backward_raises():
+    model = pt.GRUCell(2, 3, backend="numpy")
+    x = torch.randn(4, 2, requires_grad=True)
+    h0 = torch.randn(4, 3)
+    h = model(x, h0)
+    h0.add_(1)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        h.sum().backward()
+
+
 def test_input_modified_in_place_before_backward_raises():
     model = pt.RNN(2, 3, backend="numpy")
     x = torch.randn(4, 1, 2, requires_grad=True)
@@ -334,6 +394,11 @@ def test_errors_name_the_problem():
         model(torch.randn(5, 2, 3, dtype=torch.float64))
     with pytest.raises(RuntimeError, match="inconsistent input_size"):
         pt.LSTMCell(3, 4, backend="numpy")(torch.randn(2, 5))
+    with pytest.raises(RuntimeError, match="hidden state of shape"):
+        pt.GRUCell(3, 4, backend="numpy")(torch.randn(2, 3), torch.randn(3, 4))
+    with pytest.raises(RuntimeError, match="like the input"):
+        pt.RNNCell(3, 4, backend="numpy")(torch.randn(2, 3), torch.randn(2, 4,
+                                                                          dtype=torch.float64))
 
 
 class _Tagger(nn.Module):
@@ -401,8 +466,9 @@ def test_other_devices_fall_back():
 
 
 def test_cuda_backend_in_the_simulator_matches_torch():
-    """The CUDA backend's function table through StackFunction (host tensors, Numba's simulator:
-    it must be switched on before numba is imported, hence the subprocess)."""
+    """The CUDA backend's function table through StackFunction and CellFunction (host tensors,
+    Numba's simulator: it must be switched on before numba is imported, hence the
+    subprocess)."""
     code = """
 import torch, pyrnn.torch as pt
 from torch.nn.utils.rnn import pack_padded_sequence
@@ -418,7 +484,16 @@ for model in (ref, ours):
     out, (h, c) = model(pack_padded_sequence(xl, lengths, enforce_sorted=False), hx)
     grads.append(torch.autograd.grad((out.data ** 2).sum() + h.sum() + c.sum(),
                                      [xl, *model.parameters()]))
-for a, b in zip(*grads):
+cell_ref = torch.nn.LSTMCell(3, 4, dtype=torch.float64)
+cell = pt.LSTMCell(3, 4, dtype=torch.float64, backend="cuda")
+cell.load_state_dict(cell_ref.state_dict())
+for model in (cell_ref, cell):
+    xl = x[0].clone().requires_grad_()
+    h, c = model(xl, (hx[0][0], hx[1][0]))
+    grads.append(torch.autograd.grad((h ** 2).sum() + c.sum(), [xl, *model.parameters()]))
+for a, b in zip(*grads[:2]):
+    assert torch.allclose(a, b, rtol=1e-10, atol=1e-12), (a - b).abs().max()
+for a, b in zip(*grads[2:]):
     assert torch.allclose(a, b, rtol=1e-10, atol=1e-12), (a - b).abs().max()
 """
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}

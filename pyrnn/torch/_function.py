@@ -1,4 +1,5 @@
-"""The autograd bridge: one ``torch.autograd.Function`` around pyrnn's stack_forward/backward.
+"""The autograd bridges: ``torch.autograd.Function``s around pyrnn's stack_forward/backward
+(layers) and around one step of a backend's cell functions (cells).
 
 Tensors reach the backend without copies: a contiguous CPU tensor's ``.numpy()`` shares its
 memory and results come back through ``torch.from_numpy``; a CUDA tensor goes as it is (it
@@ -15,6 +16,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from .._backend import Backend
+from .._checks import dtype_of
 from ..functional import CellSpec, stack_backward, stack_forward
 
 
@@ -29,11 +31,14 @@ class TorchRandom:
 
 
 def as_array(t: torch.Tensor | None):
-    """A contiguous tensor's data for a backend, sharing its memory (None stays None)."""
+    """A tensor's data for a backend, sharing its memory (None stays None): a host tensor's
+    strides as they are (the C backend copies a strided array it is given), a device tensor
+    made contiguous (the CUDA backend takes no strides)."""
     if t is None:
         return None
     if t.is_cuda:
-        return t.detach()  # torch refuses __cuda_array_interface__ on tensors that require grad
+        # torch refuses __cuda_array_interface__ on tensors that require grad
+        return t.detach().contiguous()
     return t.numpy(force=True)  # a host tensor's detach().numpy() in one call: no copy
 
 
@@ -126,3 +131,56 @@ class StackFunction(torch.autograd.Function):
         needs = ctx.needs_input_grad[1:]
         return (None, *(as_tensor(g, x.device) if need and g is not None else None
                         for g, need in zip(results, needs)))
+
+
+def run_cell(spec: CellSpec, backend: Backend, x, h0, c0, weights, keep_workspace: bool):
+    """One step of a cell on tensors, straight to the backend's ``<cell>_forward`` at T=1 (a
+    cell step is short: the layers' stack would be most of it). x [B,I]; h0, c0 [B,H] or None;
+    weights (w_ih, w_hh[, b_ih, b_hh]). Returns h' [B,H], c' [B,H] (None but for LSTM) and
+    what backward needs (None unless ``keep_workspace``)."""
+    xs = as_array(x)[None]  # [1,B,I]: a view, on the array's side (a tensor's costs more)
+    states = as_array(h0), as_array(c0)
+    arrays = tuple(as_array(w) for w in weights) + (None, None) * (len(weights) == 2)
+    B, I = x.shape
+    H = arrays[1].shape[1]
+    workspace = backend.empty(spec.workspace_len(backend, 1, B, I, H, keep_workspace),
+                              dtype_of(xs))
+    res = spec.forward(backend, xs, *states, arrays, None, workspace, False, keep_workspace)
+    device = x.device
+    h = as_tensor(res[0][0], device)  # y[0]: h' is the step's output
+    c = as_tensor(res[2], device) if spec.has_cell_state else None
+    return h, c, ((xs, *states, arrays, workspace) if keep_workspace else None)
+
+
+class CellFunction(torch.autograd.Function):
+    """``h' = CellFunction.apply(spec, backend, x, h0, c0, *weights)`` (LSTM: ``h', c'``).
+
+    x [B,I], h0 and c0 [B,H] or None, weights (w_ih, w_hh[, b_ih, b_hh]), any strides.
+    Backward is the backend's ``<cell>_backward`` at T=1.
+    """
+
+    @staticmethod
+    def forward(ctx, spec: CellSpec, backend: Backend, x, h0, c0, *weights):
+        h, c, ctx.arrays = run_cell(spec, backend, x, h0, c0, weights, True)
+        ctx.spec, ctx.backend = spec, backend
+        # saved only so that autograd checks nothing was modified in place before backward
+        ctx.save_for_backward(x, h0, c0, *weights)
+        ctx.set_materialize_grads(False)
+        return h if c is None else (h, c)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_h, grad_c=None):
+        x = ctx.saved_tensors[0]  # raises if an input was modified in place since forward
+        xs, h0, c0, weights, workspace = ctx.arrays
+        if grad_h is None:
+            grad_h = torch.zeros((x.shape[0], weights[1].shape[1]), dtype=x.dtype,
+                                 device=x.device)
+        dy, dc = as_array(grad_h)[None], as_array(grad_c)
+        res = ctx.spec.backward(ctx.backend, xs, h0, c0, weights, None, dy, None, dc,
+                                workspace, False)
+        dstates = res[1:3] if ctx.spec.has_cell_state else (res[1], None)
+        results = (res[0][0], *dstates, *res[-4:])
+        needs = ctx.needs_input_grad[2:]
+        return (None, None, *(as_tensor(g, x.device) if need and g is not None else None
+                              for g, need in zip(results, needs)))

@@ -17,7 +17,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from .._backend import Backend, resolve
 from .._errors import BackendUnavailableError
 from ..functional import CellSpec
-from ._function import StackCall, StackFunction, run_stack
+from ._function import CellFunction, StackCall, StackFunction, run_cell, run_stack
 
 _SPECS = {
     "RNN_TANH": CellSpec("rnn", (("relu", False),)),
@@ -83,16 +83,21 @@ class _PyrnnModule:
                       f"torch.nn.{parent.__name__}'s own forward instead", FallbackWarning,
                       stacklevel=5)  # the caller of module(...), past nn.Module's call wrappers
 
-    def _apply_stack(self, call: StackCall, x, h0, c0, weights):
-        """Run the stack, through the autograd function when backward will need it (else
-        outside autograd: nothing to record); x [T,B,I], h0/c0 [L*D,B,H] or None, weights
-        flat."""
+    def _check_like(self, x, tensors) -> None:
+        """Raise unless each of ``tensors`` (states and weights; None skipped) has x's dtype and
+        device, as torch.nn does (a backend would convert them silently)."""
         dtype, device = x.dtype, x.device
-        for t in (h0, c0, *weights):
+        for t in tensors:
             if t is not None and (t.dtype is not dtype or t.device != device):
                 raise RuntimeError(f"pyrnn.torch.{type(self).__name__}: expected every state and "
                                    f"weight as {dtype} on {device} like the input, got "
                                    f"{t.dtype} on {t.device}")
+
+    def _apply_stack(self, call: StackCall, x, h0, c0, weights):
+        """Run the stack, through the autograd function when backward will need it (else
+        outside autograd: nothing to record); x [T,B,I], h0/c0 [L*D,B,H] or None, weights
+        flat."""
+        self._check_like(x, (h0, c0, *weights))
         x, h0, c0 = (None if t is None else t.contiguous() for t in (x, h0, c0))
         weights = [None if w is None else w.contiguous() for w in weights]
         if call.keep_workspace:
@@ -199,34 +204,35 @@ class _Cell(_PyrnnModule):
         if reason is not None:
             self._warn_fallback(reason)
             return super().forward(input, hx)
-        name, is_lstm = type(self).__name__, self._mode == "LSTM"
-        if input.dim() not in (1, 2):
-            raise ValueError(f"{name}: Expected input to be 1D or 2D, got {input.dim()}D "
-                             f"instead")
-        batched = input.dim() == 2
-        states = (hx if is_lstm else (hx,)) if hx is not None else (None, None)
-        _check_state_dims(states, 2 if batched else 1, batched)
-        x = input if batched else input.unsqueeze(0)
-        states = [s if s is None or batched else s.unsqueeze(0) for s in states]
-        B, H = x.shape[0], self.hidden_size
-        if x.shape[1] != self.input_size:
-            raise RuntimeError(f"{name}: input has inconsistent input_size: got {x.shape[1]} "
-                               f"expected {self.input_size}")
+        spec = _SPECS[self._mode]
+        is_lstm, dims = spec.has_cell_state, input.dim()
+        if dims not in (1, 2):
+            raise ValueError(f"{type(self).__name__}: Expected input to be 1D or 2D, got "
+                             f"{dims}D instead")
+        batched = dims == 2
+        states = (hx if is_lstm else (hx,)) if hx is not None else ()
+        _check_state_dims(states, dims, batched)
+        if not batched:
+            input = input.unsqueeze(0)
+            states = [s.unsqueeze(0) for s in states]
+        B, I = input.shape
+        H = self.hidden_size
+        if I != self.input_size:
+            raise RuntimeError(f"{type(self).__name__}: input has inconsistent input_size: got "
+                               f"{I} expected {self.input_size}")
         for s in states:
-            if s is not None and tuple(s.shape) != (B, H):
-                raise RuntimeError(f"{name}: expected hidden state of shape {[B, H]} for "
-                                   f"input batch {B}, got {list(s.shape)}")
-        h0, c0 = (states + [None])[:2]
-        weights = [self.weight_ih, self.weight_hh]
-        if self.bias:
-            weights += [self.bias_ih, self.bias_hh]
-        call = StackCall(_SPECS[self._mode], backend, 1, 1, self.bias, None, 0.0,
-                         self._needs_workspace((x, h0, c0, *weights)))
-        out, *state = self._apply_stack(call, x.unsqueeze(0),
-                                        None if h0 is None else h0.unsqueeze(0),
-                                        None if c0 is None else c0.unsqueeze(0), weights)
-        # h' is the step's output; the LSTM's c' is its final cell state
-        h, c = out[0], (state[1][0] if is_lstm else None)
+            if s.shape != (B, H):
+                raise RuntimeError(f"{type(self).__name__}: expected hidden state of shape "
+                                   f"{[B, H]} for input batch {B}, got {list(s.shape)}")
+        h0, c0 = (*states, None, None)[:2]
+        weights = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh) if self.bias \
+            else (self.weight_ih, self.weight_hh)
+        self._check_like(input, (h0, c0, *weights))
+        if self._needs_workspace((input, h0, c0, *weights)):
+            out = CellFunction.apply(spec, backend, input, h0, c0, *weights)
+            h, c = out if is_lstm else (out, None)
+        else:  # outside autograd: nothing to record
+            h, c, _ = run_cell(spec, backend, input, h0, c0, weights, False)
         if not batched:
             h, c = h.squeeze(0), (None if c is None else c.squeeze(0))
         return (h, c) if is_lstm else h
