@@ -450,7 +450,7 @@ def test_importing_pyrnn_does_not_import_torch():
 
 def test_cuda_tensors_route_to_the_cuda_backend_or_fall_back_naming_the_fix():
     model = pt.LSTM(3, 4)
-    cuda_like = SimpleNamespace(dtype=torch.float32, device=torch.device("cuda", 0))
+    cuda_like = SimpleNamespace(dtype=torch.float32, device=torch.device("cuda", 0), is_cpu=False)
     backend, reason = model._backend_or_reason(cuda_like)
     if "cuda" in pyrnn.available_backends():
         assert backend.name == "cuda" and reason is None

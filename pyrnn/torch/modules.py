@@ -58,9 +58,9 @@ class _PyrnnModule:
             return None, "torch.compile cannot trace into pyrnn's kernels"
         if data.dtype not in (torch.float32, torch.float64):
             return None, f"dtype {data.dtype} (pyrnn runs float32 and float64)"
-        device = data.device.type
-        if device == "cpu":
+        if data.is_cpu:  # a flag: the device's type is a new string each time
             return resolve(self.backend), None
+        device = data.device.type
         if device == "cuda":
             try:
                 return resolve(self.backend or "cuda"), None
@@ -86,9 +86,10 @@ class _PyrnnModule:
     def _check_like(self, x, tensors) -> None:
         """Raise unless each of ``tensors`` (states and weights; None skipped) has x's dtype and
         device, as torch.nn does (a backend would convert them silently)."""
-        dtype, device = x.dtype, x.device
-        for t in tensors:
-            if t is not None and (t.dtype is not dtype or t.device != device):
+        dtype, device, on_cpu = x.dtype, x.device, x.is_cpu
+        for t in tensors:  # on the host, a flag is cheaper than a new device to compare
+            if t is not None and (t.dtype is not dtype
+                                  or (not t.is_cpu if on_cpu else t.device != device)):
                 raise RuntimeError(f"pyrnn.torch.{type(self).__name__}: expected every state and "
                                    f"weight as {dtype} on {device} like the input, got "
                                    f"{t.dtype} on {t.device}")
