@@ -248,8 +248,12 @@ static void FN(dh_update)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c, int64_t t
 /* The regions every cell appends to the reference's (workspace.c sizes them):
  *   acc   [G*B*Hp]   recurrent sums of the current step, per unit block [nblk][B][tile]
  *   tbuf  [2,G*H,B]  transposed states (forward) or gate gradients (backward), two steps
- *   wpack [G*Hp*H]   recurrent weights packed once per call, tiles or panels per unit block
- *   bpack [128*roundup(max(G*H, I), 32)]  the GEMM's packed B panels
+ *   wpack [G*Hp*H]   recurrent weights packed once per call, tiles or panels per unit block;
+ *                    none where the call folds its one step (fold_one_step, gru_fold_one_step:
+ *                    T = 1, and reset_after for the GRU), which packs none: a training
+ *                    workspace is kept from forward to backward, and in an LSTMCell step of
+ *                    B=32 I=H=512 wpack was 4 MiB of its 7
+ *   bpack [pyrnn_bpack_len(G*H, I)]  the GEMMs' packed B panels
  * each starting on a 64-byte boundary (the length has 16 elements of slack per region), so
  * whole-vector loads of tiles and panels never straddle cache lines. */
 struct FN(tail) {
@@ -261,14 +265,14 @@ static inline real *FN(align64)(real *p)
     return (real *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
 }
 
-static struct FN(tail) FN(carve_tail)(real *p, int64_t B, int64_t H, int G)
+static struct FN(tail) FN(carve_tail)(real *p, int64_t B, int64_t H, int G, int folds)
 {
     const int64_t Hp = pyrnn_hpad(H);
     struct FN(tail) t;
     t.acc = FN(align64)(p);
     t.tbuf = FN(align64)(t.acc + G * B * Hp);
-    t.wpack = FN(align64)(t.tbuf + 2 * G * H * B);
-    t.bpack = FN(align64)(t.wpack + G * Hp * H);
+    t.wpack = folds ? NULL : FN(align64)(t.tbuf + 2 * G * H * B);
+    t.bpack = FN(align64)(t.tbuf + 2 * G * H * B + (folds ? 0 : G * Hp * H));
     return t;
 }
 

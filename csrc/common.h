@@ -31,8 +31,14 @@ static inline int64_t pyrnn_hpad(int64_t H)
 #define PYRNN_ROW_SKEW 16
 #define PYRNN_STATE_SKEW 160
 
-/* The GEMMs' K block: the workspace holds B packed for one K block (workspace.c sizes it). */
+/* The GEMMs' K block: the workspace holds B packed for one K block, PYRNN_GEMM_KC rows of the
+ * widest B a cell's GEMMs have (G*H or I) rounded up to 32 (workspace.c sizes it). */
 #define PYRNN_GEMM_KC 256
+static inline int64_t pyrnn_bpack_len(int64_t GH, int64_t I)
+{
+    const int64_t n = GH > I ? GH : I;
+    return PYRNN_GEMM_KC * ((n + 31) / 32 * 32);
+}
 
 /* ---- instruction sets (cpu.c) ---- */
 enum pyrnn_isa { PYRNN_ISA_GENERIC = 0, PYRNN_ISA_AVX2 = 1, PYRNN_ISA_AVX512 = 2 };

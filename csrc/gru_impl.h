@@ -26,10 +26,10 @@ static struct FN(gru_regions) FN(gru_carve)(real *ws, int64_t T, int64_t B, int6
         r.dgh = reset_after ? ws + 8 * TBH : r.dgx;
         r.dh = ws + (reset_after ? 11 : 8) * TBH;
         r.drh = r.dh + B * H;
-        r.tail = FN(carve_tail)(r.drh + B * H, B, H, 3);
+        r.tail = FN(carve_tail)(r.drh + B * H, B, H, 3, T == 1 && reset_after);
     } else {
         r.hbuf = ws + 3 * TBH;
-        r.tail = FN(carve_tail)(r.hbuf + 3 * B * H, B, H, 3);
+        r.tail = FN(carve_tail)(r.hbuf + 3 * B * H, B, H, 3, T == 1 && reset_after);
     }
     return r;
 }

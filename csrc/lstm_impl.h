@@ -22,14 +22,14 @@ static struct FN(lstm_regions) FN(lstm_carve)(real *ws, int64_t T, int64_t B, in
         r.dgates = ws + 7 * TBH;
         r.dh = ws + 11 * TBH;
         r.dc = r.dh + B * H;
-        r.tail = FN(carve_tail)(r.dc + B * H, B, H, 4);
+        r.tail = FN(carve_tail)(r.dc + B * H, B, H, 4, T == 1);
         r.gates_ld = 4 * H;
     } else {
         const int64_t state = B * H + PYRNN_STATE_SKEW;
         r.gates_ld = B > 1 ? 4 * H + PYRNN_ROW_SKEW : 4 * H;  /* one row a step: no sets shared */
         r.hbuf = ws + T * B * r.gates_ld;
         r.cbuf = r.hbuf + 2 * state;
-        r.tail = FN(carve_tail)(r.cbuf + 2 * state, B, H, 4);
+        r.tail = FN(carve_tail)(r.cbuf + 2 * state, B, H, 4, T == 1);
     }
     return r;
 }

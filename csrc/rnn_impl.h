@@ -19,13 +19,13 @@ static struct FN(rnn_regions) FN(rnn_carve)(real *ws, int64_t T, int64_t B, int6
         r.hprev = ws + TBH;
         r.dgates = ws + 2 * TBH;
         r.dh = ws + 3 * TBH;
-        r.tail = FN(carve_tail)(ws + 3 * TBH + B * H, B, H, 1);
+        r.tail = FN(carve_tail)(ws + 3 * TBH + B * H, B, H, 1, T == 1);
         r.gates_ld = H;
     } else {
         const int64_t state = B * H + PYRNN_STATE_SKEW;
         r.gates_ld = B > 1 ? H + PYRNN_ROW_SKEW : H;  /* one row a step: no sets shared */
         r.hbuf = ws + T * B * r.gates_ld;
-        r.tail = FN(carve_tail)(r.hbuf + 2 * state, B, H, 1);
+        r.tail = FN(carve_tail)(r.hbuf + 2 * state, B, H, 1, T == 1);
     }
     return r;
 }

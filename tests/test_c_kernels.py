@@ -160,15 +160,32 @@ def test_workspace_len_matches_reference(cell):
                     == workspace_len(ref, kind, flags, T, B, I, H, training))
 
 
+@pytest.mark.parametrize("cell", CELLS, ids=cell_id)
+def test_one_step_workspace_has_no_room_for_packed_weights(cell):
+    """A call that folds its one step (T = 1; the GRU's reset_after) packs no recurrent weights,
+    so its workspace, which a training forward keeps until backward (a cell's step under
+    autograd), holds none: at B=32 I=H=512 the whole of it is less than the weights would be.
+    The GRU's reset_before packs them at T = 1 too."""
+    kind, flags = cell
+    G = GATES[kind]
+    need = workspace_len(_c, kind, flags, 1, 32, 512, 512, True)
+    if flags.get("reset_after", True):
+        assert need < G * 512 * 512
+    else:
+        assert need > G * 512 * 512
+
+
+@pytest.mark.parametrize("T", [3, 1], ids=["T3", "T1"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("cell", CELLS, ids=cell_id)
-def test_workspace_at_any_offset_gives_the_same_bits(cell, dtype):
+def test_workspace_at_any_offset_gives_the_same_bits(cell, dtype, T):
     """The kernels start their regions at the workspace's first 64-byte boundary: whatever the
     start of a workspace of exactly the asked length, results are the same and nothing past
     its end is touched. I = 256 and G*H >= I make the input projection fill its packed panels,
-    the last region, to the end, so too little slack for the alignment writes past it."""
+    the last region, to the end, so too little slack for the alignment writes past it; at
+    T = 1 the layout of a call that folds its step, which has no packed weights."""
     kind, flags = cell
-    T, B, I, H = 3, 3, 256, {"rnn": 257, "lstm": 65, "gru": 87}[kind]
+    B, I, H = 3, 256, {"rnn": 257, "lstm": 65, "gru": 87}[kind]
     p = make_problem(kind, T, B, I, H, dtype, "spread", True, True, seed=3)
     args = (p["x"], *p["states"], *p["weights"], p["lengths"])
     need = workspace_len(_c, kind, flags, T, B, I, H, True)

@@ -63,18 +63,20 @@ ROW_SKEW = 16
 STATE_SKEW = 160
 
 
-def kernel_regions_len(B: int, I: int, H: int, G: int) -> int:
+def kernel_regions_len(B: int, I: int, H: int, G: int, folds: bool) -> int:
     """Elements of the regions the compiled kernels append to every workspace layout.
 
     The reference carves them but does not use them (csrc/cell_common.h does):
     acc [G*B*Hp] recurrent sums of the current step; tbuf [2,G*H,B] transposed states or gate
-    gradients; wpack [G*Hp*H] packed recurrent weights; bpack [256*roundup(max(G*H, I), 32)]
+    gradients; wpack [G*Hp*H] packed recurrent weights, absent where the call ``folds`` its one
+    step (T = 1, and reset_after for GRU: it packs none); bpack [256*roundup(max(G*H, I), 32)]
     the GEMMs' packed panels (Hp = H rounded up to a multiple of HPAD); each with 16 elements of
     slack so that it can start on a 64-byte boundary.
     """
     Hp = -(-H // HPAD) * HPAD
     gemm_n = -(-max(G * H, I) // 32) * 32
-    return G * B * Hp + 2 * G * H * B + G * Hp * H + 256 * gemm_n + 4 * 16
+    wpack = 0 if folds else G * Hp * H
+    return G * B * Hp + 2 * G * H * B + wpack + 256 * gemm_n + 4 * 16
 
 
 def carve(workspace: np.ndarray, shapes: list[tuple[int, ...]]) -> list[np.ndarray]:

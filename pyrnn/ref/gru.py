@@ -40,12 +40,12 @@ def gru_workspace_len(T: int, B: int, I: int, H: int, training: bool, reset_afte
         head = 3 * T * B * H + 3 * B * H
     else:
         head = (11 if reset_after else 8) * T * B * H + 2 * B * H
-    return head + kernel_regions_len(B, I, H, 3)
+    return head + kernel_regions_len(B, I, H, 3, T == 1 and reset_after)
 
 
 def _workspace(workspace, T, B, H, training, reset_after, I=None):
     # the compiled kernels' regions are carved (so their size is checked) when I is known
-    kernels = [] if I is None else [(kernel_regions_len(B, I, H, 3),)]
+    kernels = [] if I is None else [(kernel_regions_len(B, I, H, 3, T == 1 and reset_after),)]
     if not training:
         gates, gh = carve(workspace, [(T, B, 3 * H), (B, 3 * H)] + kernels)[:2]
         return gates, gh, None, None, None, None, None, None

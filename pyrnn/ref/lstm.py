@@ -42,12 +42,12 @@ def lstm_workspace_len(T: int, B: int, I: int, H: int, training: bool) -> int:
     """Elements of workspace that lstm_forward (and, when ``training``, lstm_backward) need."""
     inference = T * B * (4 * H + ROW_SKEW) + 4 * (B * H + STATE_SKEW)
     head = 11 * T * B * H + 2 * B * H if training else inference
-    return head + kernel_regions_len(B, I, H, 4)
+    return head + kernel_regions_len(B, I, H, 4, T == 1)
 
 
 def _workspace(workspace, T, B, H, training, I=None):
     # the compiled kernels' regions are carved (so their size is checked) when I is known
-    kernels = [] if I is None else [(kernel_regions_len(B, I, H, 4),)]
+    kernels = [] if I is None else [(kernel_regions_len(B, I, H, 4, T == 1),)]
     if training:
         return carve(workspace, [(T, B, 4 * H), (T, B, H), (T, B, H), (T, B, H), (T, B, 4 * H),
                                  (B, H), (B, H)] + kernels)[:7]

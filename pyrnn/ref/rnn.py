@@ -29,12 +29,12 @@ def rnn_workspace_len(T: int, B: int, I: int, H: int, training: bool) -> int:
     """Elements of workspace that rnn_forward (and, when ``training``, rnn_backward) need."""
     inference = T * B * (H + ROW_SKEW) + 2 * (B * H + STATE_SKEW)
     head = 3 * T * B * H + B * H if training else inference
-    return head + kernel_regions_len(B, I, H, 1)
+    return head + kernel_regions_len(B, I, H, 1, T == 1)
 
 
 def _workspace(workspace, T, B, H, training, I=None):
     # the compiled kernels' regions are carved (so their size is checked) when I is known
-    kernels = [] if I is None else [(kernel_regions_len(B, I, H, 1),)]
+    kernels = [] if I is None else [(kernel_regions_len(B, I, H, 1, T == 1),)]
     if training:
         return carve(workspace, [(T, B, H), (T, B, H), (T, B, H), (B, H)] + kernels)[:4]
     return carve(workspace, [(T, B, H), (2, B, H)] + kernels)[:1] + [None, None, None]
