@@ -68,6 +68,17 @@ def _row_aligned(ctype: str, dtype, shape):
     return buf[skip:skip + n].reshape(shape), ptr + skip
 
 
+def empty(n: int, dtype) -> np.ndarray:
+    """A workspace of ``n`` elements starting on a 64-byte boundary, where the kernels start
+    their regions (so they start at element 0, as the reference's do: a saved front part of
+    one workspace put at the front of another is where the kernels read it)."""
+    dtype = np.dtype(dtype)
+    pad = 64 // dtype.itemsize
+    buf = np.empty(n + pad, dtype)
+    skip = (-int(ffi.cast("uintptr_t", _from_buffer("char[]", buf))) % 64) // dtype.itemsize
+    return buf[skip:skip + n]
+
+
 def _workspace(ctype: str, dtype, workspace, need: int):
     """A pointer into ``workspace`` itself: backward reads what forward left there."""
     if workspace.__class__ is not np.ndarray or workspace.dtype is not dtype:

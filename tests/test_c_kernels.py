@@ -296,6 +296,16 @@ def test_batch_1_lstm_with_more_blocks_than_its_held_biases(dtype, threads, thre
         assert_close(run(_c, "lstm", {}, p, True, training), want, TOL[dtype])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_workspaces_start_where_the_kernels_start_their_regions(dtype):
+    """The C backend's workspaces start on a 64-byte boundary, as the kernels' regions do, so
+    those start at element 0 as the reference's (pyrnn.torch's cells keep a front part)."""
+    for n in (1, 17, 1000, 140_000):
+        ws = _c.empty(n, dtype)
+        assert ws.ctypes.data % 64 == 0 and ws.shape == (n,) and ws.dtype == dtype
+        assert ws.flags.c_contiguous and ws.flags.writeable
+
+
 @pytest.mark.parametrize("B", [1, 2, 7])
 def test_forward_output_is_a_plain_array_on_a_cache_line(B):
     """Batched y starts on a 64-byte boundary (its rows are written by two threads), and is an

@@ -342,6 +342,38 @@ def test_cell_takes_strided_tensors_and_one_used_output(cell, backend):
         assert rel_err_t(g_o, g_r) <= 1e-10
 
 
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_cell_keeps_no_scratch_between_forward_and_backward(cell, backend, monkeypatch):
+    """A cell step under autograd keeps its workspace's front part alone (the kernels' scratch
+    after it is most of a one-step workspace), and backward needs nothing else: with every
+    workspace NaN where nothing wrote, the gradients still match torch.nn's."""
+    empty = pyrnn._backend.Backend.empty
+
+    def poisoned(*args):
+        ws = empty(*args)
+        ws.fill(np.nan)
+        return ws
+
+    monkeypatch.setattr(pyrnn._backend.Backend, "empty", poisoned)
+    ref, ours = make_pair(CELLS, dict(cell=cell, bias=True, dtype=torch.float64), backend,
+                          input_size=5, hidden_size=40)
+    x = torch.randn(3, 5, dtype=torch.float64)
+    states = [torch.randn(3, 40, dtype=torch.float64) for _ in range(1 + (cell == "lstm"))]
+    grads = []
+    for model in (ref, ours):
+        x_leaf, *s_leaves = leaves(x, *states)
+        out = model(x_leaf, tuple(s_leaves) if cell == "lstm" else s_leaves[0])
+        h = out[0] if cell == "lstm" else out
+        loss = h.sum() + (out[1] ** 2).sum() if cell == "lstm" else h.sum()
+        grads.append(torch.autograd.grad(loss, [x_leaf, *s_leaves, *model.parameters()]))
+    kept = h.grad_fn.arrays[-1]
+    spec = pt.modules._SPECS[ours._mode]
+    assert kept.size == spec.workspace_head_len(1, 3, 40, True)
+    assert kept.size < spec.workspace_len(pyrnn._backend.resolve(backend), 1, 3, 5, 40, True) / 4
+    for g_o, g_r in zip(*reversed(grads)):
+        assert rel_err_t(g_o, g_r) <= 1e-10
+
+
 def test_cell_state_modified_in_place_before_backward_raises():
     model = pt.GRUCell(2, 3, backend="numpy")
     x = torch.randn(4, 2, requires_grad=True)

@@ -34,13 +34,17 @@ from .common import (
 )
 
 
+def gru_workspace_head_len(T: int, B: int, H: int, training: bool, reset_after: bool) -> int:
+    """Elements of the layout's own regions, before the compiled kernels' (their scratch)."""
+    if not training:
+        return 3 * T * B * H + 3 * B * H
+    return (11 if reset_after else 8) * T * B * H + 2 * B * H
+
+
 def gru_workspace_len(T: int, B: int, I: int, H: int, training: bool, reset_after: bool) -> int:
     """Elements of workspace that gru_forward (and, when ``training``, gru_backward) need."""
-    if not training:
-        head = 3 * T * B * H + 3 * B * H
-    else:
-        head = (11 if reset_after else 8) * T * B * H + 2 * B * H
-    return head + kernel_regions_len(B, I, H, 3, T == 1 and reset_after)
+    return (gru_workspace_head_len(T, B, H, training, reset_after)
+            + kernel_regions_len(B, I, H, 3, T == 1 and reset_after))
 
 
 def _workspace(workspace, T, B, H, training, reset_after, I=None):

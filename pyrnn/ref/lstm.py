@@ -38,11 +38,15 @@ from .common import (
 )
 
 
+def lstm_workspace_head_len(T: int, B: int, H: int, training: bool) -> int:
+    """Elements of the layout's own regions, before the compiled kernels' (their scratch)."""
+    inference = T * B * (4 * H + ROW_SKEW) + 4 * (B * H + STATE_SKEW)
+    return 11 * T * B * H + 2 * B * H if training else inference
+
+
 def lstm_workspace_len(T: int, B: int, I: int, H: int, training: bool) -> int:
     """Elements of workspace that lstm_forward (and, when ``training``, lstm_backward) need."""
-    inference = T * B * (4 * H + ROW_SKEW) + 4 * (B * H + STATE_SKEW)
-    head = 11 * T * B * H + 2 * B * H if training else inference
-    return head + kernel_regions_len(B, I, H, 4, T == 1)
+    return lstm_workspace_head_len(T, B, H, training) + kernel_regions_len(B, I, H, 4, T == 1)
 
 
 def _workspace(workspace, T, B, H, training, I=None):

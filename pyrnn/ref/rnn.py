@@ -25,11 +25,15 @@ from . import common
 from .common import ROW_SKEW, STATE_SKEW, carve, kernel_regions_len, step_order, valid_mask
 
 
+def rnn_workspace_head_len(T: int, B: int, H: int, training: bool) -> int:
+    """Elements of the layout's own regions, before the compiled kernels' (their scratch)."""
+    inference = T * B * (H + ROW_SKEW) + 2 * (B * H + STATE_SKEW)
+    return 3 * T * B * H + B * H if training else inference
+
+
 def rnn_workspace_len(T: int, B: int, I: int, H: int, training: bool) -> int:
     """Elements of workspace that rnn_forward (and, when ``training``, rnn_backward) need."""
-    inference = T * B * (H + ROW_SKEW) + 2 * (B * H + STATE_SKEW)
-    head = 3 * T * B * H + B * H if training else inference
-    return head + kernel_regions_len(B, I, H, 1, T == 1)
+    return rnn_workspace_head_len(T, B, H, training) + kernel_regions_len(B, I, H, 1, T == 1)
 
 
 def _workspace(workspace, T, B, H, training, I=None):
