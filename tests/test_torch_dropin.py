@@ -355,6 +355,9 @@ def test_cell_keeps_no_scratch_between_forward_and_backward(cell, backend, monke
         return ws
 
     monkeypatch.setattr(pyrnn._backend.Backend, "empty", poisoned)
+    # backward's reused workspaces start afresh (poisoned), and are reused from then on
+    reused = pt._function._backward_workspaces
+    monkeypatch.setattr(reused, "arrays", {})
     ref, ours = make_pair(CELLS, dict(cell=cell, bias=True, dtype=torch.float64), backend,
                           input_size=5, hidden_size=40)
     x = torch.randn(3, 5, dtype=torch.float64)
@@ -372,6 +375,16 @@ def test_cell_keeps_no_scratch_between_forward_and_backward(cell, backend, monke
     assert kept.size < spec.workspace_len(pyrnn._backend.resolve(backend), 1, 3, 5, 40, True) / 4
     for g_o, g_r in zip(*reversed(grads)):
         assert rel_err_t(g_o, g_r) <= 1e-10
+    assert len(reused.arrays) == 1
+    before = next(iter(reused.arrays.values()))
+    out = ours(x, tuple(states) if cell == "lstm" else states[0])
+    (out[0] if cell == "lstm" else out).sum().backward()
+    assert next(iter(reused.arrays.values())) is before
+    # a large batch's front part is most of its workspace: kept whole, no copies
+    big = ours(torch.randn(256, 5, dtype=torch.float64, requires_grad=True))
+    node = (big[0] if cell == "lstm" else big).grad_fn
+    assert node.whole is None and node.arrays[-1].size == spec.workspace_len(
+        pyrnn._backend.resolve(backend), 1, 256, 5, 40, True)
 
 
 def test_cell_state_modified_in_place_before_backward_raises():

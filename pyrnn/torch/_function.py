@@ -9,6 +9,7 @@ device arrays come back through ``torch.as_tensor``, which shares their memory.
 
 from __future__ import annotations
 
+import threading
 from typing import NamedTuple
 
 import numpy as np
@@ -152,25 +153,51 @@ def run_cell(spec: CellSpec, backend: Backend, x, h0, c0, weights, keep_workspac
     return h, c, ((xs, *states, arrays, workspace) if keep_workspace else None)
 
 
+class _BackwardWorkspaces(threading.local):
+    """Each thread's workspace for the cell backwards whose forward kept only the front part,
+    one per backend and dtype, reused and grown as needed: a new one each call cost a step
+    with gradients 5-12% (LSTMCell B=1 I=H=128, 50 steps then backward; its pages came fresh
+    from the system each time)."""
+
+    def __init__(self):
+        self.arrays = {}
+
+    def get(self, backend: Backend, n: int, dtype) -> np.ndarray:
+        key = (backend.name, dtype)
+        ws = self.arrays.get(key)
+        if ws is None or ws.size < n:
+            ws = self.arrays[key] = backend.empty(n, dtype)
+        return ws[:n]
+
+
+_backward_workspaces = _BackwardWorkspaces()
+
+
 class CellFunction(torch.autograd.Function):
     """``h' = CellFunction.apply(spec, backend, x, h0, c0, *weights)`` (LSTM: ``h', c'``).
 
     x [B,I], h0 and c0 [B,H] or None, weights (w_ih, w_hh[, b_ih, b_hh]), any strides.
-    Backward is the backend's ``<cell>_backward`` at T=1. A host workspace is kept from
-    forward to backward without the kernels' scratch after the reference layout's regions
-    (``CellSpec.workspace_head_len``), and put back at the front of a new one: a loop of steps
-    under autograd keeps every step's (100 LSTMCell steps of B=1 I=H=128 kept 54 MB, now 1.3).
-    The reference carves its regions from element 0, the C kernels from the first 64-byte
-    boundary, where the C backend's ``empty`` starts its arrays: the same place.
+    Backward is the backend's ``<cell>_backward`` at T=1. A host workspace whose scratch (the
+    kernels' regions after the reference layout's, ``CellSpec.workspace_head_len``) is most of
+    it is kept from forward to backward without it, and the kept part put back at the front
+    of a new one: a loop of steps under autograd keeps every step's (100 LSTMCell steps of B=1
+    I=H=128 kept 54 MB, now 1.3). Where the front part is more than a quarter (large batches),
+    copying it twice cost more than the memory saved was worth (LSTMCell B=256 I=H=512 1.18x
+    the time), and the whole workspace is kept. The reference carves its regions from element
+    0, the C kernels from the first 64-byte boundary, where the C backend's ``empty`` starts
+    its arrays: the same place.
     """
 
     @staticmethod
     def forward(ctx, spec: CellSpec, backend: Backend, x, h0, c0, *weights):
         h, c, (xs, h0s, c0s, arrays, workspace) = run_cell(spec, backend, x, h0, c0, weights,
                                                            True)
+        ctx.whole = None  # the whole workspace's length, where only its front part is kept
         if workspace.__class__ is np.ndarray:
-            workspace = workspace[:spec.workspace_head_len(1, x.shape[0], arrays[1].shape[1],
-                                                           True)].copy()
+            kept = spec.workspace_head_len(1, x.shape[0], arrays[1].shape[1], True)
+            if 4 * kept <= workspace.size:
+                ctx.whole = workspace.size
+                workspace = workspace[:kept].copy()
         ctx.arrays = xs, h0s, c0s, arrays, workspace
         ctx.spec, ctx.backend = spec, backend
         # saved only so that autograd checks nothing was modified in place before backward
@@ -183,12 +210,9 @@ class CellFunction(torch.autograd.Function):
     def backward(ctx, grad_h, grad_c=None):
         x = ctx.saved_tensors[0]  # raises if an input was modified in place since forward
         xs, h0, c0, weights, workspace = ctx.arrays
-        if workspace.__class__ is np.ndarray:  # the kept front part, into a whole workspace
-            _, B, I = xs.shape
+        if ctx.whole is not None:  # the kept front part, into a whole workspace
             kept = workspace
-            workspace = ctx.backend.empty(
-                ctx.spec.workspace_len(ctx.backend, 1, B, I, weights[1].shape[1], True),
-                kept.dtype)
+            workspace = _backward_workspaces.get(ctx.backend, ctx.whole, kept.dtype)
             workspace[:kept.size] = kept
         if grad_h is None:
             grad_h = torch.zeros((x.shape[0], weights[1].shape[1]), dtype=x.dtype,
