@@ -252,7 +252,7 @@ static void FN(dh_update)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c, int64_t t
  *                    none where the call folds its one step (fold_one_step, gru_fold_one_step:
  *                    T = 1, and reset_after for the GRU), which packs none: a training
  *                    workspace is kept from forward to backward, and in an LSTMCell step of
- *                    B=32 I=H=512 wpack was 4 MiB of its 7
+ *                    B=32 I=H=512 wpack was 4 MiB of its 7.5
  *   bpack [pyrnn_bpack_len(G*H, I)]  the GEMMs' packed B panels
  * each starting on a 64-byte boundary (the length has 16 elements of slack per region), so
  * whole-vector loads of tiles and panels never straddle cache lines. */

@@ -155,9 +155,9 @@ def run_cell(spec: CellSpec, backend: Backend, x, h0, c0, weights, keep_workspac
 
 class _BackwardWorkspaces(threading.local):
     """Each thread's workspace for the cell backwards whose forward kept only the front part,
-    one per backend and dtype, reused and grown as needed: a new one each call cost a step
-    with gradients 5-12% (LSTMCell B=1 I=H=128, 50 steps then backward; its pages came fresh
-    from the system each time)."""
+    one per backend and dtype, reused and grown as needed: a new one each call (its pages
+    fresh from the system each time) made 50 chained LSTMCell steps of B=1 I=H=128 and their
+    backward 1.106 of the time (benchmarks/RESULTS.md)."""
 
     def __init__(self):
         self.arrays = {}
