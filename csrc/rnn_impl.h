@@ -2,6 +2,10 @@
  * Mirrors pyrnn/ref/rnn.py: same local names, same numbered steps. Included by
  * kernels_impl.h. No include guard on purpose. */
 
+#ifndef RNN_ROW_BLOCKS
+#define RNN_ROW_BLOCKS 4  /* batch 1's blocks updated side by side (rnn_step_b1) */
+#endif
+
 struct FN(rnn_regions) {
     real *gates, *hprev, *dgates, *dh, *hbuf;
     int64_t gates_ld;  /* elements from one row of gates to the next (rnn.c) */
@@ -45,19 +49,20 @@ static inline real *FN(rnn_state)(const struct FN(rnn_ctx) *x, int64_t s)
     return x->r.hbuf + (s & 1) * (c->B * c->H + PYRNN_STATE_SKEW);
 }
 
-/* The fused update of one row of nb (1 or 2) consecutive unit blocks, the last with n_last
- * units, the others whole. Pointers are at the first block's first unit in that row: g of
+/* The fused update of one row of nb (1 to RNN_ROW_BLOCKS) consecutive unit blocks, the last
+ * with n_last units, the others whole. Pointers are at the first block's first unit in that row: g of
  * gates[t] (the input projection in, the activation out), y of y[t], h_prev and h of the
  * states; g_next, y_next: the next step's rows, prefetched (NULL after the last step); gh: the
  * blocks' recurrent sums (VW apart); bias: their bias sums; ok: whether step t is valid for
- * the row. Two blocks side by side let their activations' dependency chains (tanh: about 55
+ * the row. Blocks side by side let their activations' dependency chains (tanh: about 55
  * cycles, ending in a division) interleave, which batch 1, one row a block, otherwise waits
- * on block by block (RNN 100x1x32x64 inference 0.83 of the time, benchmarks/RESULTS.md). */
+ * on block by block (two: RNN 100x1x32x64 inference 0.83 of the time; four: see
+ * benchmarks/RESULTS.md). */
 static inline __attribute__((always_inline)) void FN(rnn_row)(
     int relu, const int nb, int64_t n_last, real *g, const real *g_next, real *y,
     const real *y_next, const real *h_prev, real *h, const real *gh, const V *bias, int ok)
 {
-    V pre[2], act[2];
+    V pre[RNN_ROW_BLOCKS], act[RNN_ROW_BLOCKS];
     for (int k = 0; k < nb; k++) {
         const int64_t n = k + 1 < nb ? VW : n_last;
         if (g_next) {
@@ -90,7 +95,8 @@ struct FN(rnn_step) {
 
 /* Batch 1's step over the thread's unit blocks [u0, u1) (u0 even): every pair's product first,
  * several pairs at once (the state row is its own transpose: they read it where it is), then
- * each pair's two blocks side by side. */
+ * the updates up to RNN_ROW_BLOCKS blocks side by side (nb a constant in each call, so each
+ * row's blocks stay in registers). */
 static __attribute__((noinline)) void FN(rnn_step_b1)(const struct FN(rnn_ctx) *x,
                                                       const struct FN(rnn_step) *st, int64_t u0,
                                                       int64_t u1)
@@ -102,19 +108,25 @@ static __attribute__((noinline)) void FN(rnn_step_b1)(const struct FN(rnn_ctx) *
         FN(tiles_product_b1)(2, H, st->h_prev, x->r.tail.wpack, H, 0, u0 / 2, (u1 + 1) / 2,
                              acc, 2 * VW, c->lengths, t);
     const int ok = FN(valid)(c->lengths, 0, t);
-    for (int64_t u = u0; u < u1; u += 2) {
-        const int64_t ju = u * VW, n_last = H - (u + 1) * VW;
-        const V bias[2] = {FN(block_bias)(c, 0, u),
-                           u + 1 < u1 ? FN(block_bias)(c, 0, u + 1) : FN(vdup)(0)};
+    for (int64_t u = u0; u < u1; u += RNN_ROW_BLOCKS) {
+        const int nb = u1 - u < RNN_ROW_BLOCKS ? (int)(u1 - u) : RNN_ROW_BLOCKS;
+        const int64_t ju = u * VW, last = H - (u + nb - 1) * VW;
+        const int64_t n_last = last < VW ? last : VW;
+        V bias[RNN_ROW_BLOCKS];
+        for (int k = 0; k < RNN_ROW_BLOCKS; k++)
+            bias[k] = k < nb ? FN(block_bias)(c, 0, u + k) : FN(vdup)(0);
         real *g = st->g + ju, *y = st->y + ju, *h = st->h + ju;
         const real *g_next = st->g_next ? st->g_next + ju : NULL;
         const real *y_next = st->y_next ? st->y_next + ju : NULL;
-        if (u + 1 < u1)
-            FN(rnn_row)(c->flag, 2, n_last < VW ? n_last : VW, g, g_next, y, y_next,
-                        st->h_prev + ju, h, acc + ju, bias, ok);
+        const real *h_prev = st->h_prev + ju, *gh = acc + ju;
+        if (nb == 4)
+            FN(rnn_row)(c->flag, 4, n_last, g, g_next, y, y_next, h_prev, h, gh, bias, ok);
+        else if (nb == 3)
+            FN(rnn_row)(c->flag, 3, n_last, g, g_next, y, y_next, h_prev, h, gh, bias, ok);
+        else if (nb == 2)
+            FN(rnn_row)(c->flag, 2, n_last, g, g_next, y, y_next, h_prev, h, gh, bias, ok);
         else
-            FN(rnn_row)(c->flag, 1, H - ju < VW ? H - ju : VW, g, g_next, y, y_next,
-                        st->h_prev + ju, h, acc + ju, bias, ok);
+            FN(rnn_row)(c->flag, 1, n_last, g, g_next, y, y_next, h_prev, h, gh, bias, ok);
     }
 }
 
