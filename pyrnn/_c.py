@@ -16,7 +16,9 @@ from ._errors import PyrnnError
 from ._pyrnn_c import ffi, lib
 
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}  # keys are singletons
-_CTYPE = {"f32": "float[]", "f64": "double[]"}
+# the array types as cffi objects: passing one to from_buffer costs half of naming it
+_CTYPE = {"f32": ffi.typeof("float[]"), "f64": ffi.typeof("double[]")}
+_INT64_ARRAY = ffi.typeof("int64_t[]")
 _GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 _STATE_NAMES = {"rnn": ("h0",), "lstm": ("h0", "c0"), "gru": ("h0",)}
 _GRAD_NAMES = {"rnn": ("dh_n",), "lstm": ("dh_n", "dc_n"), "gru": ("dh_n",)}
@@ -130,7 +132,7 @@ def _inputs(cell, x, states, w_ih, w_hh, b_ih, b_hh, lengths):
         lens = np.ascontiguousarray(lengths, dtype=np.int64)
         if lens.shape != (B,):
             raise ValueError(f"lengths: expected shape [{B}], got {_shape(lens.shape)}")
-        ptrs.append(_from_buffer("int64_t[]", lens))
+        ptrs.append(_from_buffer(_INT64_ARRAY, lens))
     return T, B, I, H, sfx, ctype, dtype, ptrs
 
 
@@ -175,13 +177,19 @@ def _backward(cell, x, states, w_ih, w_hh, b_ih, b_hh, lengths, dy, grads_n, wor
     for name, g in zip(_GRAD_NAMES[cell], grads_n):
         ptrs.append(_pointer(ctype, dtype, name, g, (B, H)))
     ws = _workspace(ctype, dtype, workspace, _WORKSPACE_LEN[cell](T, B, I, H, 1, *ws_flags))
-    outs = [_new(ctype, dtype, (T, B, I))]
-    outs += [_new(ctype, dtype, (B, H)) for _ in states]
-    outs += [_new(ctype, dtype, (GH, I)), _new(ctype, dtype, (GH, H))]
-    outs += [_new(ctype, dtype, (GH,)) for _ in range(2)] if b_ih is not None \
-        else [(None, _NULL)] * 2
-    _run(cell, "backward", sfx, T, B, I, H, *flags, *ptrs, *[p for _, p in outs], ws)
-    return tuple(a for a, _ in outs)
+    shapes = [(T, B, I), *[(B, H)] * len(states), (GH, I), (GH, H)]
+    if b_ih is not None:
+        shapes += (GH,), (GH,)
+    outs, out_ptrs = [], []
+    for shape in shapes:  # a plain loop: comprehensions cost a call each
+        a, p = _new(ctype, dtype, shape)
+        outs.append(a)
+        out_ptrs.append(p)
+    if b_ih is None:
+        outs += None, None
+        out_ptrs += _NULL, _NULL
+    _run(cell, "backward", sfx, T, B, I, H, *flags, *ptrs, *out_ptrs, ws)
+    return tuple(outs)
 
 
 def _workspace_len(n: int) -> int:
