@@ -429,6 +429,83 @@ def test_other_dtype_falls_back():
     assert h.dtype == torch.bfloat16 and h.shape == (2, 4)
 
 
+def test_autocast_falls_back_with_one_warning():
+    """Under autocast torch.nn may compute in lower precision (nn.RNN on the CPU: bfloat16), so
+    the parent runs it, with its dtypes; outside autocast the same module runs pyrnn again."""
+    torch.manual_seed(3)
+    ref = nn.RNN(3, 4)
+    model = pt.RNN(3, 4, backend="numpy")
+    model.load_state_dict(ref.state_dict())
+    cell_ref, cell = nn.GRUCell(3, 4), pt.GRUCell(3, 4, backend="numpy")
+    cell.load_state_dict(cell_ref.state_dict())
+    x = torch.randn(5, 2, 3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out, h = model(x)
+            model(x)
+            ref_out, ref_h = ref(x)
+            h_cell = cell(x[0])
+            ref_h_cell = cell_ref(x[0])
+    fallbacks = [w for w in caught if issubclass(w.category, pt.FallbackWarning)]
+    assert len(fallbacks) == 2 and all("autocast" in str(w.message) for w in fallbacks)
+    assert out.dtype == ref_out.dtype == torch.bfloat16
+    assert torch.equal(out, ref_out) and torch.equal(h, ref_h) and torch.equal(h_cell, ref_h_cell)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pt.FallbackWarning)
+        out, _ = model(x)
+    assert out.dtype == torch.float32 and "StackFunction" in type(out.grad_fn).__name__
+    assert rel_err_t(out, ref(x)[0]) <= 1e-4
+
+
+def test_autocast_check_before_torch_2_4(monkeypatch):
+    """torch before 2.4 has is_autocast_enabled() for CUDA and is_autocast_cpu_enabled()."""
+    from pyrnn.torch import modules
+
+    def old_is_autocast_enabled(*device_type):
+        if device_type:
+            raise TypeError("is_autocast_enabled() takes 0 positional arguments")
+        return False
+
+    monkeypatch.setattr(torch, "is_autocast_enabled", old_is_autocast_enabled)
+    monkeypatch.setattr(torch, "is_autocast_cpu_enabled", lambda: True, raising=False)
+    assert modules._autocast_enabled("cpu") and not modules._autocast_enabled("cuda")
+    monkeypatch.setattr(torch, "is_autocast_cpu_enabled", lambda: False, raising=False)
+    assert not modules._autocast_enabled("cpu")
+
+
+def test_inference_mode_matches_torch(backend):
+    """Under torch.inference_mode the layers and cells give torch.nn's results, as inference
+    tensors like torch.nn's."""
+    torch.manual_seed(4)
+    ref, ours = make_pair(LAYERS, dict(cell="lstm", bias=True, dtype=torch.float64), backend,
+                          input_size=3, hidden_size=4, num_layers=2)
+    cell_ref, cell = make_pair(CELLS, dict(cell="gru", bias=True, dtype=torch.float64), backend,
+                               input_size=3, hidden_size=4)
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    with torch.inference_mode():
+        got = [*flat_outputs(*ours(x)), cell(x[0])]
+        want = [*flat_outputs(*ref(x)), cell_ref(x[0])]
+    for a, b in zip(got, want):
+        assert a.is_inference() == b.is_inference() and rel_err_t(a, b) <= 1e-10
+
+
+def test_converted_model_survives_deepcopy_and_save_load():
+    import copy
+    import io
+
+    torch.manual_seed(5)
+    model = pt.convert(_Tagger(), backend="numpy")
+    x = torch.randn(2, 5, 3)
+    expected = model(x)
+    buffer = io.BytesIO()
+    torch.save(model, buffer)
+    buffer.seek(0)
+    for other in (copy.deepcopy(model), torch.load(buffer, weights_only=False)):
+        assert type(other.encoder) is pt.LSTM and type(other.decoder) is pt.GRUCell
+        assert other.encoder.backend == "numpy" and torch.equal(other(x), expected)
+
+
 def test_errors_name_the_problem():
     model = pt.GRU(3, 4, backend="numpy")
     with pytest.raises(RuntimeError, match="input_size"):
@@ -501,6 +578,18 @@ def test_cuda_tensors_route_to_the_cuda_backend_or_fall_back_naming_the_fix():
         assert backend.name == "cuda" and reason is None
     else:
         assert backend is None and "NUMBA_ENABLE_CUDASIM" in reason
+
+
+def test_cuda_tensors_under_cuda_autocast_fall_back(monkeypatch):
+    from pyrnn.torch import modules
+
+    monkeypatch.setattr(modules, "_autocast_enabled", lambda device_type: device_type == "cuda")
+    model = pt.GRU(3, 4)
+    cuda_like = SimpleNamespace(dtype=torch.float32, device=torch.device("cuda", 0), is_cpu=False)
+    backend, reason = model._backend_or_reason(cuda_like)
+    assert backend is None and "autocast" in reason
+    backend, reason = model._backend_or_reason(torch.zeros(2, 3))  # CPU autocast is off
+    assert backend is not None and reason is None
 
 
 def test_other_devices_fall_back():

@@ -3,7 +3,8 @@
 Same constructor (plus an optional ``backend=``), parameters, state_dict, ``forward`` and return
 values as the parent; forward and backward go through pyrnn (see ``_function``). What pyrnn
 cannot run (projections, dtypes other than float32/float64, devices other than CPU and CUDA,
-tracing and torch.compile) runs the parent's own forward after one warning per module and reason.
+autocast, tracing and torch.compile) runs the parent's own forward after one warning per module
+and reason.
 """
 
 from __future__ import annotations
@@ -29,6 +30,21 @@ _SPECS = {
 
 # torch.compiler.is_compiling arrived in torch 2.3; before it, nothing here runs under dynamo
 _is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    """Whether autocast is on for tensors of this device type."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # before torch 2.4 it took no argument and meant CUDA
+        return (torch.is_autocast_cpu_enabled() if device_type == "cpu"
+                else device_type == "cuda" and torch.is_autocast_enabled())
+
+
+# pyrnn computes in the input's dtype; under autocast torch.nn may not (on the CPU, nn.RNN and
+# nn.LSTM compute in bfloat16), so the parent's forward gives what the user asked autocast for
+_AUTOCAST_REASON = ("autocast is on (torch.nn may compute this module in lower precision; "
+                    "pyrnn computes in the input's dtype)")
 
 
 class FallbackWarning(UserWarning):
@@ -59,9 +75,13 @@ class _PyrnnModule:
         if data.dtype not in (torch.float32, torch.float64):
             return None, f"dtype {data.dtype} (pyrnn runs float32 and float64)"
         if data.is_cpu:  # a flag: the device's type is a new string each time
+            if _autocast_enabled("cpu"):
+                return None, _AUTOCAST_REASON
             return resolve(self.backend), None
         device = data.device.type
         if device == "cuda":
+            if _autocast_enabled("cuda"):
+                return None, _AUTOCAST_REASON
             try:
                 return resolve(self.backend or "cuda"), None
             except BackendUnavailableError as exc:
