@@ -506,6 +506,66 @@ def test_converted_model_survives_deepcopy_and_save_load():
         assert other.encoder.backend == "numpy" and torch.equal(other(x), expected)
 
 
+class _Halved(nn.Module):
+    """A parametrization: the weight used is half the stored one."""
+
+    def forward(self, w):
+        return 0.5 * w
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_functional_call_and_parametrizations_use_the_weights_torch_uses(cell, backend):
+    """torch.func.functional_call puts other tensors where the parameters are, and a
+    parametrization computes its weight at each access: the layers and cells use those, with
+    gradients to them, as torch.nn does."""
+    torch.manual_seed(6)
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+
+    def first(out):  # a layer's output sequence, a cell's h
+        return out[0] if isinstance(out, tuple) else out
+
+    for table, extra, inp in ((LAYERS, dict(num_layers=2, bidirectional=True), x),
+                              (CELLS, {}, x[0])):
+        ref, ours = make_pair(table, dict(cell=cell, bias=True, dtype=torch.float64), backend,
+                              input_size=3, hidden_size=4, **extra)
+        params = {k: torch.randn_like(v).requires_grad_() for k, v in ref.named_parameters()}
+        got, want = (first(torch.func.functional_call(m, params, (inp,))) for m in (ours, ref))
+        assert rel_err_t(got, want) <= 1e-10
+        grads = [torch.autograd.grad(out.sum(), list(params.values())) for out in (got, want)]
+        assert all(rel_err_t(a, b) <= 1e-10 for a, b in zip(*grads))
+        assert rel_err_t(first(ours(inp)), first(ref(inp))) <= 1e-10  # its own weights again
+        name = "weight_hh_l0" if table is LAYERS else "weight_hh"
+        for m in (ours, ref):
+            nn.utils.parametrize.register_parametrization(m, name, _Halved())
+        got, want = (first(m(inp)) for m in (ours, ref))
+        assert rel_err_t(got, want) <= 1e-10
+        got.sum().backward()
+        want.sum().backward()
+        originals = [m.parametrizations[name].original.grad for m in (ours, ref)]
+        assert rel_err_t(*originals) <= 1e-10
+
+
+def test_torch_func_transforms_fall_back_with_one_warning():
+    """torch.func.grad sees through torch operations only: the parent runs under it."""
+    torch.manual_seed(7)
+    ref, ours = make_pair(LAYERS, dict(cell="gru", bias=True, dtype=torch.float64), "numpy",
+                          input_size=3, hidden_size=4)
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    params = {k: v.detach() for k, v in ref.named_parameters()}
+
+    def loss(model):
+        return lambda p: torch.func.functional_call(model, p, (x,))[0].sum()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = torch.func.grad(loss(ours))(params)
+        torch.func.grad(loss(ours))(params)
+    want = torch.func.grad(loss(ref))(params)
+    fallbacks = [w for w in caught if issubclass(w.category, pt.FallbackWarning)]
+    assert len(fallbacks) == 1 and "torch.func" in str(fallbacks[0].message)
+    assert all(torch.equal(got[k], want[k]) for k in want)
+
+
 def test_errors_name_the_problem():
     model = pt.GRU(3, 4, backend="numpy")
     with pytest.raises(RuntimeError, match="input_size"):

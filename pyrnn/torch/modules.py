@@ -3,8 +3,8 @@
 Same constructor (plus an optional ``backend=``), parameters, state_dict, ``forward`` and return
 values as the parent; forward and backward go through pyrnn (see ``_function``). What pyrnn
 cannot run (projections, dtypes other than float32/float64, devices other than CPU and CUDA,
-autocast, tracing and torch.compile) runs the parent's own forward after one warning per module
-and reason.
+autocast, tracing, torch.compile and torch.func transforms) runs the parent's own forward after one
+warning per module and reason.
 """
 
 from __future__ import annotations
@@ -30,6 +30,10 @@ _SPECS = {
 
 # torch.compiler.is_compiling arrived in torch 2.3; before it, nothing here runs under dynamo
 _is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
+
+# whether a torch.func transform (grad, vmap, jacrev, ...) is running: they see through torch
+# operations only (a private function of torch's, absent before 2.0: then none runs)
+_func_transforms_active = getattr(torch._C, "_are_functorch_transforms_active", lambda: False)
 
 
 def _autocast_enabled(device_type: str) -> bool:
@@ -72,6 +76,8 @@ class _PyrnnModule:
             return None, "TorchScript tracing or scripting records torch operations only"
         if _is_compiling():
             return None, "torch.compile cannot trace into pyrnn's kernels"
+        if _func_transforms_active():
+            return None, "torch.func transforms (grad, vmap, ...) see through torch operations only"
         if data.dtype not in (torch.float32, torch.float64):
             return None, f"dtype {data.dtype} (pyrnn runs float32 and float64)"
         if data.is_cpu:  # a flag: the device's type is a new string each time
@@ -200,8 +206,20 @@ class _Layer(_PyrnnModule):
         else:
             self.check_forward_args(input, hx, batch_sizes)
 
+    def _current_weights(self) -> list:
+        """The weights in ``_flat_weights_names``' order as they are now. The parent keeps them
+        in ``_flat_weights``, which misses a weight that is no longer the registered Parameter
+        (torch.func.functional_call puts other tensors in ``_parameters``; a parametrization
+        computes its weight at each access), so those are read as the parent's forward reads
+        them; the usual case costs a dictionary lookup a weight."""
+        flat, params = self._flat_weights, self._parameters
+        for name, w in zip(self._flat_weights_names, flat):
+            if params.get(name) is not w:
+                return [getattr(self, name) for name in self._flat_weights_names]
+        return flat
+
     def _run(self, backend, x, h0, c0, lengths):
-        weights = self._flat_weights  # the parent keeps it in _flat_weights_names' order
+        weights = self._current_weights()
         T = x.shape[0]
         lengths = None if lengths is None or int(lengths[-1]) == T else lengths.numpy()
         dropout = self.dropout if self.training and self.num_layers > 1 else 0.0
