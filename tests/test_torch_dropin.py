@@ -566,6 +566,25 @@ def test_torch_func_transforms_fall_back_with_one_warning():
     assert all(torch.equal(got[k], want[k]) for k in want)
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_backward_twice_through_a_retained_graph_gives_the_same_gradients(cell, backend):
+    """Backward reads what forward kept (a layer's workspace, a cell's kept part put back into
+    a reused workspace) and must leave it as it was for a second backward."""
+    torch.manual_seed(8)
+    for table, extra, shape in ((LAYERS, dict(num_layers=2, bidirectional=True), (5, 2, 3)),
+                                (CELLS, {}, (2, 3))):
+        _, model = make_pair(table, dict(cell=cell, bias=True, dtype=torch.float64), backend,
+                             input_size=3, hidden_size=4, **extra)
+        x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+        out = model(x)
+        loss = (out[0] if isinstance(out, tuple) else out).pow(2).sum()
+        wrt = [x, *model.parameters()]
+        first = torch.autograd.grad(loss, wrt, retain_graph=True)
+        model(torch.randn(*shape, dtype=torch.float64, requires_grad=True))[0].sum().backward()
+        again = torch.autograd.grad(loss, wrt)
+        assert all(torch.equal(a, b) for a, b in zip(first, again))
+
+
 def test_a_second_derivative_raises_naming_the_reason():
     """pyrnn's backward is not differentiable again (README): the second backward raises."""
     model = pt.LSTM(3, 4, backend="numpy")
