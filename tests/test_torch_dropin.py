@@ -585,6 +585,26 @@ def test_backward_twice_through_a_retained_graph_gives_the_same_gradients(cell, 
         assert all(torch.equal(a, b) for a, b in zip(first, again))
 
 
+@pytest.mark.parametrize("cell", list(LAYERS))
+def test_empty_inputs_behave_as_in_torch(cell, backend):
+    """An empty batch gives torch.nn's empty results and zero gradients, without a warning; an
+    empty sequence raises torch.nn's error."""
+    _, ours = make_pair(LAYERS, dict(cell=cell, bias=True, dtype=torch.float32), backend,
+                        input_size=3, hidden_size=4)
+    _, cell_model = make_pair(CELLS, dict(cell=cell, bias=True, dtype=torch.float32), backend,
+                              input_size=3, hidden_size=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out, hidden = ours(torch.randn(5, 0, 3, requires_grad=True))
+        h = cell_model(torch.randn(0, 3))
+    assert out.shape == (5, 0, 4) and flat_outputs(out, hidden)[1].shape == (1, 0, 4)
+    assert (h[0] if isinstance(h, tuple) else h).shape == (0, 4)
+    out.sum().backward()
+    assert all(p.grad is not None and not p.grad.any() for p in ours.parameters())
+    with pytest.raises(RuntimeError, match="sequence length"):
+        ours(torch.randn(0, 2, 3))
+
+
 def test_a_second_derivative_raises_naming_the_reason():
     """pyrnn's backward is not differentiable again (README): the second backward raises."""
     model = pt.LSTM(3, 4, backend="numpy")

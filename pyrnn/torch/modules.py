@@ -150,6 +150,8 @@ class _Layer(_PyrnnModule):
 
     def forward(self, input, hx=None):
         packed = isinstance(input, PackedSequence)
+        if not packed and 0 in input.shape:  # torch.nn's empty results (or its error for T=0)
+            return super().forward(input, hx)
         backend, reason = self._backend_or_reason(input.data if packed else input)
         if reason is not None:
             self._warn_fallback(reason)
@@ -239,6 +241,8 @@ class _Cell(_PyrnnModule):
         return "LSTM" if isinstance(self, nn.LSTMCell) else "GRU"
 
     def forward(self, input, hx=None):
+        if 0 in input.shape:  # an empty batch: torch.nn's empty results
+            return super().forward(input, hx)
         backend, reason = self._backend_or_reason(input)
         if reason is not None:
             self._warn_fallback(reason)
