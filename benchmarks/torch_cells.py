@@ -7,8 +7,9 @@ size H from --shapes (B:H pairs), in alternating blocks: once under torch.no_gra
 or inference loop) and once with gradients (forward, then backward of the sum of the outputs).
 A cell runs one step per call, so what a call costs besides the step counts in full here: at
 small sizes the Python on the way to the kernel (a one-step call no longer packs its weights),
-which a layer's time loop spreads over all its steps (benchmarks/RESULTS.md). Each block of pyrnn calls follows a block of torch.nn calls, so
-the team's idle rule applies (PYRNN_TEAM_IDLE_NS=0 times a steady caller).
+which a layer's time loop spreads over all its steps (benchmarks/RESULTS.md). Each block of
+pyrnn calls follows a block of torch.nn calls, so the team's idle rule applies
+(PYRNN_TEAM_IDLE_NS=0 times a steady caller).
 """
 
 from __future__ import annotations
