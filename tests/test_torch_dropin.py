@@ -469,9 +469,10 @@ def test_autocast_check_before_torch_2_4(monkeypatch):
 
     monkeypatch.setattr(torch, "is_autocast_enabled", old_is_autocast_enabled)
     monkeypatch.setattr(torch, "is_autocast_cpu_enabled", lambda: True, raising=False)
-    assert modules._autocast_enabled("cpu") and not modules._autocast_enabled("cuda")
+    autocast_enabled = modules._autocast_check()
+    assert autocast_enabled("cpu") and not autocast_enabled("cuda")
     monkeypatch.setattr(torch, "is_autocast_cpu_enabled", lambda: False, raising=False)
-    assert not modules._autocast_enabled("cpu")
+    assert not autocast_enabled("cpu")
 
 
 def test_inference_mode_matches_torch(backend):

@@ -36,13 +36,23 @@ _is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda
 _func_transforms_active = getattr(torch._C, "_are_functorch_transforms_active", lambda: False)
 
 
-def _autocast_enabled(device_type: str) -> bool:
-    """Whether autocast is on for tensors of this device type."""
+def _autocast_enabled_before_2_4(device_type: str) -> bool:
+    """torch.is_autocast_enabled(device_type) where it takes no argument and means CUDA."""
+    return (torch.is_autocast_cpu_enabled() if device_type == "cpu"
+            else device_type == "cuda" and torch.is_autocast_enabled())
+
+
+def _autocast_check():
+    """Whether autocast is on for tensors of a device type: torch's own function where it takes
+    the type (torch 2.4 on; called directly, it adds nothing to a cell step's Python)."""
     try:
-        return torch.is_autocast_enabled(device_type)
-    except TypeError:  # before torch 2.4 it took no argument and meant CUDA
-        return (torch.is_autocast_cpu_enabled() if device_type == "cpu"
-                else device_type == "cuda" and torch.is_autocast_enabled())
+        torch.is_autocast_enabled("cpu")
+    except TypeError:
+        return _autocast_enabled_before_2_4
+    return torch.is_autocast_enabled
+
+
+_autocast_enabled = _autocast_check()
 
 
 # pyrnn computes in the input's dtype; under autocast torch.nn may not (on the CPU, nn.RNN and
@@ -241,8 +251,6 @@ class _Cell(_PyrnnModule):
         return "LSTM" if isinstance(self, nn.LSTMCell) else "GRU"
 
     def forward(self, input, hx=None):
-        if 0 in input.shape:  # an empty batch: torch.nn's empty results
-            return super().forward(input, hx)
         backend, reason = self._backend_or_reason(input)
         if reason is not None:
             self._warn_fallback(reason)
@@ -259,6 +267,8 @@ class _Cell(_PyrnnModule):
             input = input.unsqueeze(0)
             states = [s.unsqueeze(0) for s in states]
         B, I = input.shape
+        if B == 0:  # an empty batch (a batched input: unbatched has B=1): torch.nn's results
+            return super().forward(input, hx)
         H = self.hidden_size
         if I != self.input_size:
             raise RuntimeError(f"{type(self).__name__}: input has inconsistent input_size: got "
