@@ -50,10 +50,10 @@ static inline real *FN(rnn_state)(const struct FN(rnn_ctx) *x, int64_t s)
 }
 
 /* The fused update of one row of nb (1 to RNN_ROW_BLOCKS) consecutive unit blocks, the last
- * with n_last units, the others whole. Pointers are at the first block's first unit in that row: g of
- * gates[t] (the input projection in, the activation out), y of y[t], h_prev and h of the
- * states; g_next, y_next: the next step's rows, prefetched (NULL after the last step); gh: the
- * blocks' recurrent sums (VW apart); bias: their bias sums; ok: whether step t is valid for
+ * with n_last units, the others whole. Pointers are at the first block's first unit in that
+ * row: g of gates[t] (the input projection in, the activation out), y of y[t], h_prev and h of
+ * the states; g_next, y_next: the next step's rows, prefetched (NULL after the last step); gh:
+ * the blocks' recurrent sums (VW apart); bias: their bias sums; ok: whether step t is valid for
  * the row. Blocks side by side let their activations' dependency chains (tanh: about 55
  * cycles, ending in a division) interleave, which batch 1, one row a block, otherwise waits
  * on block by block (two: RNN 100x1x32x64 inference 0.83 of the time; four: see

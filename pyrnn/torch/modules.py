@@ -32,7 +32,7 @@ _SPECS = {
 _is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
 
 # whether a torch.func transform (grad, vmap, jacrev, ...) is running: they see through torch
-# operations only (a private function of torch's, absent before 2.0: then none runs)
+# operations only (a private function of torch's; where a version lacks it, nothing is checked)
 _func_transforms_active = getattr(torch._C, "_are_functorch_transforms_active", lambda: False)
 
 
