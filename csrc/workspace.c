@@ -17,10 +17,11 @@ int pyrnn_check_sizes(int64_t T, int64_t B, int64_t I, int64_t H)
  * recurrent weights [G*Hp*H] (none in a call that folds its one step: it packs none), the
  * GEMMs' packed panels [pyrnn_bpack_len(G*H, I)], each aligned to 64 bytes. The cell's own
  * regions (the head) start on the workspace's first 64-byte boundary too, so rows that two
- * threads write share no cache line wherever H is a multiple of 16. The slack, 16 elements for each of the four regions, covers all five starts: acc, wpack
- * and bpack have lengths of whole 64-byte lines, so only the head's start, the head's length
- * and tbuf's length can each cost up to 15 elements (45 at most; tests/test_c_kernels.py checks
- * that a workspace at any offset is never written past its end). */
+ * threads write share no cache line wherever H is a multiple of 16. The slack, 16 elements for
+ * each of the four regions, covers all five starts: acc, wpack and bpack have lengths of whole
+ * 64-byte lines, so only the head's start, the head's length and tbuf's length can each cost up
+ * to 15 elements (45 at most; tests/test_c_kernels.py checks that a workspace at any offset is
+ * never written past its end). */
 static int64_t tail(int64_t B, int64_t I, int64_t H, int64_t G, int folds)
 {
     const int64_t Hp = pyrnn_hpad(H);
