@@ -32,6 +32,9 @@ _loaded: dict[str, ModuleType] = {}
 _failures: dict[str, str] = {}
 _backends: dict[str, Backend] = {}  # name -> its one Backend, made at its first resolve
 _warned_numpy_fallback = False
+# whether the user chose the C kernels' thread count, which then stands over a framework's
+_threads_chosen = "PYRNN_NUM_THREADS" in os.environ
+_threads_followed: int | None = None  # the framework's count last passed on
 
 
 class Backend:
@@ -147,9 +150,25 @@ def backend_info() -> dict:
 
 
 def set_num_threads(n: int) -> None:
-    """Threads the C kernels use, 1 to 256 (also settable with $PYRNN_NUM_THREADS)."""
+    """Threads the C kernels use, 1 to 256 (also settable with $PYRNN_NUM_THREADS). A count
+    chosen so stands over pyrnn.torch's following of torch.set_num_threads."""
+    global _threads_chosen
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= 256:
         raise ValueError(f"set_num_threads: expected an int in 1..256, got {n!r}")
     module = _load("c")
     if module is not None:
         module.set_num_threads(int(n))
+    _threads_chosen = True
+
+
+def follow_num_threads(n: int) -> None:
+    """The C kernels take ``n`` threads, a calling framework's own count (pyrnn.torch: torch's
+    intra-op threads), unless the user chose pyrnn's (set_num_threads, $PYRNN_NUM_THREADS).
+    Called at every framework call: only a change of ``n`` reaches the kernels' setting."""
+    global _threads_followed
+    if _threads_chosen or n == _threads_followed:
+        return
+    module = _load("c")
+    if module is not None:
+        module.set_num_threads(min(max(int(n), 1), 256))
+    _threads_followed = n

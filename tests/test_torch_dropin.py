@@ -606,6 +606,43 @@ def test_empty_inputs_behave_as_in_torch(cell, backend):
         ours(torch.randn(0, 2, 3))
 
 
+def test_host_calls_take_torchs_thread_count_unless_pyrnns_is_chosen(monkeypatch):
+    """torch.nn computes with torch's intra-op threads: so do the kernels under pyrnn.torch,
+    until pyrnn.set_num_threads chooses pyrnn's own count."""
+    _c = pytest.importorskip("pyrnn._c", reason="the C extension is not built")
+    from pyrnn import _backend
+
+    monkeypatch.setattr(_backend, "_threads_chosen", False)
+    monkeypatch.setattr(_backend, "_threads_followed", None)
+    torch_before, pyrnn_before = torch.get_num_threads(), _c.lib.pyrnn_get_num_threads()
+    model, x = pt.GRU(3, 4, backend="c"), torch.randn(2, 1, 3)
+    try:
+        for n in (1, 3, 2):
+            torch.set_num_threads(n)
+            model(x)
+            assert _c.lib.pyrnn_get_num_threads() == n
+        pyrnn.set_num_threads(1)
+        torch.set_num_threads(3)
+        model(x)
+        assert _c.lib.pyrnn_get_num_threads() == 1
+    finally:
+        torch.set_num_threads(torch_before)
+        _c.set_num_threads(pyrnn_before)
+
+
+def test_pyrnn_num_threads_in_the_environment_stands_over_torchs():
+    code = ("import torch, pyrnn.torch as pt\n"
+            "from pyrnn import _c\n"
+            "torch.set_num_threads(2)\n"
+            "pt.GRU(3, 4, backend='c')(torch.randn(2, 1, 3))\n"
+            "assert _c.lib.pyrnn_get_num_threads() == 1, _c.lib.pyrnn_get_num_threads()\n")
+    pytest.importorskip("pyrnn._c", reason="the C extension is not built")
+    env = {**os.environ, "PYRNN_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
 def test_a_second_derivative_raises_naming_the_reason():
     """pyrnn's backward is not differentiable again (README): the second backward raises."""
     model = pt.LSTM(3, 4, backend="numpy")

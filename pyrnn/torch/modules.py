@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from .._backend import Backend, resolve
+from .._backend import Backend, follow_num_threads, resolve
 from .._errors import BackendUnavailableError
 from ..functional import CellSpec
 from ._function import CellFunction, StackCall, StackFunction, run_cell, run_stack
@@ -93,6 +93,7 @@ class _PyrnnModule:
         if data.is_cpu:  # a flag: the device's type is a new string each time
             if _autocast_enabled("cpu"):
                 return None, _AUTOCAST_REASON
+            follow_num_threads(torch.get_num_threads())  # as torch.nn computes on the host
             return resolve(self.backend), None
         device = data.device.type
         if device == "cuda":
