@@ -148,7 +148,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=50, help="timed steps per contender")
     parser.add_argument("--threads", type=int, default=None,
-                        help="threads for both torch and pyrnn (default: each one's own)")
+                        help="threads for both torch and pyrnn (default: torch's, which "
+                             "pyrnn.torch follows)")
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)

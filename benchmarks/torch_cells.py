@@ -80,7 +80,8 @@ if __name__ == "__main__":
         "1:128,32:128,1:512,32:512,256:512"), help="B:H pairs, comma-separated")
     parser.add_argument("--rounds", type=int, default=1000, help="timed calls per contender")
     parser.add_argument("--threads", type=int, default=None,
-                        help="threads for both torch and pyrnn (default: each one's own)")
+                        help="threads for both torch and pyrnn (default: torch's, which "
+                             "pyrnn.torch follows)")
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error(f"--rounds: expected at least 1, got {args.rounds}")
