@@ -546,6 +546,23 @@ def test_functional_call_and_parametrizations_use_the_weights_torch_uses(cell, b
         assert rel_err_t(*originals) <= 1e-10
 
 
+def test_pruned_weights_are_the_ones_used(backend):
+    """torch.nn.utils.prune replaces a weight by a plain attribute set before each forward."""
+    from torch.nn.utils import prune
+
+    torch.manual_seed(9)
+    ref, ours = make_pair(LAYERS, dict(cell="lstm", bias=True, dtype=torch.float64), backend,
+                          input_size=3, hidden_size=4, num_layers=2)
+    for m in (ref, ours):
+        prune.l1_unstructured(m, "weight_hh_l1", amount=0.5)
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    got, want = ours(x)[0], ref(x)[0]
+    assert rel_err_t(got, want) <= 1e-10
+    got.sum().backward()
+    want.sum().backward()
+    assert rel_err_t(ours.weight_hh_l1_orig.grad, ref.weight_hh_l1_orig.grad) <= 1e-10
+
+
 def test_torch_func_transforms_fall_back_with_one_warning():
     """torch.func.grad sees through torch operations only: the parent runs under it."""
     torch.manual_seed(7)
