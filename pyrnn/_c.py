@@ -16,7 +16,7 @@ from ._errors import PyrnnError
 from ._pyrnn_c import ffi, lib
 
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}  # keys are singletons
-# the array types as cffi objects: passing one to from_buffer costs half of naming it
+# the array types as cffi objects: from_buffer parses a type named by a string at each call
 _CTYPE = {"f32": ffi.typeof("float[]"), "f64": ffi.typeof("double[]")}
 _INT64_ARRAY = ffi.typeof("int64_t[]")
 _GATES = {"rnn": 1, "lstm": 4, "gru": 3}

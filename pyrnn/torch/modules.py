@@ -44,7 +44,7 @@ def _autocast_enabled_before_2_4(device_type: str) -> bool:
 
 def _autocast_check():
     """Whether autocast is on for tensors of a device type: torch's own function where it takes
-    the type (torch 2.4 on; called directly, it adds nothing to a cell step's Python)."""
+    the type (torch 2.4 on), with no Python wrapper around it on a cell step's path."""
     try:
         torch.is_autocast_enabled("cpu")
     except TypeError:
@@ -55,8 +55,8 @@ def _autocast_check():
 _autocast_enabled = _autocast_check()
 
 
-# pyrnn computes in the input's dtype; under autocast torch.nn may not (on the CPU, nn.RNN and
-# nn.LSTM compute in bfloat16), so the parent's forward gives what the user asked autocast for
+# pyrnn computes in the input's dtype; under autocast torch.nn may not (on the CPU autocast casts
+# nn.RNN and nn.LSTM to bfloat16), so the parent's forward gives what the user asked autocast for
 _AUTOCAST_REASON = ("autocast is on (torch.nn may compute this module in lower precision; "
                     "pyrnn computes in the input's dtype)")
 
