@@ -16,9 +16,11 @@ from ._errors import PyrnnError
 from ._pyrnn_c import ffi, lib
 
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}  # keys are singletons
+_DTYPE = {sfx: dtype for dtype, sfx in _SUFFIX.items()}
 # the array types as cffi objects: from_buffer parses a type named by a string at each call
 _CTYPE = {"f32": ffi.typeof("float[]"), "f64": ffi.typeof("double[]")}
 _INT64_ARRAY = ffi.typeof("int64_t[]")
+_ADDRESS_TYPE = {"f32": ffi.typeof("float *"), "f64": ffi.typeof("double *")}
 _GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 _STATE_NAMES = {"rnn": ("h0",), "lstm": ("h0", "c0"), "gru": ("h0",)}
 _GRAD_NAMES = {"rnn": ("dh_n",), "lstm": ("dh_n", "dc_n"), "gru": ("dh_n",)}
@@ -28,6 +30,7 @@ _KERNELS = {(cell, p, sfx): getattr(lib, f"pyrnn_{cell}_{p}_{sfx}")
 _WORKSPACE_LEN = {cell: getattr(lib, f"pyrnn_{cell}_workspace_len") for cell in _GATES}
 _NULL = ffi.NULL
 _from_buffer = ffi.from_buffer
+_cast = ffi.cast
 
 
 def _shape(shape) -> str:
@@ -136,7 +139,7 @@ def _inputs(cell, x, states, w_ih, w_hh, b_ih, b_hh, lengths):
     return T, B, I, H, sfx, ctype, dtype, ptrs
 
 
-def _run(cell: str, pass_: str, sfx: str, *args) -> None:
+def run_kernel(cell: str, pass_: str, sfx: str, *args) -> None:
     """Call pyrnn_<cell>_<pass>_<f32|f64> and turn a failure status into PyrnnError."""
     status = _KERNELS[cell, pass_, sfx](*args)
     if status != 0:
@@ -153,14 +156,21 @@ def _forward(cell, x, states, w_ih, w_hh, b_ih, b_hh, lengths, workspace, flags,
     T, B, I, H, sfx, ctype, dtype, ptrs = _inputs(cell, x, states, w_ih, w_hh, b_ih, b_hh,
                                                   lengths)
     ws = _workspace(ctype, dtype, workspace, _WORKSPACE_LEN[cell](T, B, I, H, *ws_flags))
+    return forward_at(cell, sfx, T, B, I, H, flags, ptrs, ws)
+
+
+def forward_at(cell: str, sfx: str, T, B, I, H, flags, ptrs, ws):
+    """The forward kernel on checked pointers (x, the states, the four weights, lengths, in the
+    reference's order, then the workspace's): y [T,B,H] and the final states [B,H], new."""
+    ctype, dtype = _CTYPE[sfx], _DTYPE[sfx]
     # batch 1 writes one row a step: not worth the extra microsecond of aligning y
     y, y_ptr = (_row_aligned if B > 1 else _new)(ctype, dtype, (T, B, H))
     h_n, h_ptr = _new(ctype, dtype, (B, H))
-    if len(states) == 1:
-        _run(cell, "forward", sfx, T, B, I, H, *flags, *ptrs, y_ptr, h_ptr, ws)
+    if cell != "lstm":
+        run_kernel(cell, "forward", sfx, T, B, I, H, *flags, *ptrs, y_ptr, h_ptr, ws)
         return y, h_n
     c_n, c_ptr = _new(ctype, dtype, (B, H))
-    _run(cell, "forward", sfx, T, B, I, H, *flags, *ptrs, y_ptr, h_ptr, c_ptr, ws)
+    run_kernel(cell, "forward", sfx, T, B, I, H, *flags, *ptrs, y_ptr, h_ptr, c_ptr, ws)
     return y, h_n, c_n
 
 
@@ -170,26 +180,46 @@ def _backward(cell, x, states, w_ih, w_hh, b_ih, b_hh, lengths, dy, grads_n, wor
     grads_n: the gradients of the final states (dh_n or dh_n, dc_n), each an array or None."""
     T, B, I, H, sfx, ctype, dtype, ptrs = _inputs(cell, x, states, w_ih, w_hh, b_ih, b_hh,
                                                   lengths)
-    GH = _GATES[cell] * H
     if dy is None:
         raise ValueError(f"dy: expected an array of shape {_shape((T, B, H))}, got None")
     ptrs.append(_pointer(ctype, dtype, "dy", dy, (T, B, H)))
     for name, g in zip(_GRAD_NAMES[cell], grads_n):
         ptrs.append(_pointer(ctype, dtype, name, g, (B, H)))
     ws = _workspace(ctype, dtype, workspace, _WORKSPACE_LEN[cell](T, B, I, H, 1, *ws_flags))
-    shapes = [(T, B, I), *[(B, H)] * len(states), (GH, I), (GH, H)]
-    if b_ih is not None:
+    return backward_at(cell, sfx, T, B, I, H, flags, ptrs, b_ih is not None, ws)
+
+
+def backward_at(cell: str, sfx: str, T, B, I, H, flags, ptrs, bias: bool, ws):
+    """The backward kernel on checked pointers (forward's, then dy's and the final states'
+    gradients'): dx, d<states>, dw_ih, dw_hh, db_ih, db_hh, new (the biases' None without
+    ``bias``)."""
+    ctype, dtype = _CTYPE[sfx], _DTYPE[sfx]
+    GH = _GATES[cell] * H
+    shapes = [(T, B, I), *[(B, H)] * len(_STATE_NAMES[cell]), (GH, I), (GH, H)]
+    if bias:
         shapes += (GH,), (GH,)
     outs, out_ptrs = [], []
     for shape in shapes:  # a plain loop: comprehensions cost a call each
         a, p = _new(ctype, dtype, shape)
         outs.append(a)
         out_ptrs.append(p)
-    if b_ih is None:
+    if not bias:
         outs += None, None
         out_ptrs += _NULL, _NULL
-    _run(cell, "backward", sfx, T, B, I, H, *flags, *ptrs, *out_ptrs, ws)
+    run_kernel(cell, "backward", sfx, T, B, I, H, *flags, *ptrs, *out_ptrs, ws)
     return tuple(outs)
+
+
+def pointers_at(sfx: str, addresses) -> list:
+    """Pointers of the kernels' data type to memory at ``addresses`` (ints; None gives NULL):
+    for callers that hold another framework's arrays and have checked them (pyrnn.torch)."""
+    ptype = _ADDRESS_TYPE[sfx]
+    return [_NULL if a is None else _cast(ptype, a) for a in addresses]
+
+
+def workspace_at(sfx: str, workspace: np.ndarray):
+    """A pointer into a workspace made by :func:`empty` with the kernels' data type."""
+    return _from_buffer(_CTYPE[sfx], workspace, True)
 
 
 def _workspace_len(n: int) -> int:

@@ -50,6 +50,11 @@ class CellSpec:
     def _flag_kwargs(self) -> dict[str, bool]:
         return dict(self.flags)
 
+    @cached_property
+    def flag_values(self) -> tuple[int, ...]:
+        """The variant flags as the C kernels take them (after reverse, and training)."""
+        return tuple(int(value) for _, value in self.flags)
+
     def workspace_len(self, be: Backend, T: int, B: int, I: int, H: int, training: bool) -> int:
         fn = getattr(be, self._names[0])
         if self.kind == "gru":

@@ -15,6 +15,7 @@ import numpy as np
 
 from . import _checks, _host_ops
 from ._backend import resolve
+from ._steps import step_backward, step_forward
 from .functional import CellSpec, stack_backward, stack_forward
 
 
@@ -36,9 +37,9 @@ def _drop_batch(a):
 class _TrainContext:
     """What ``forward_train`` keeps for ``backward``: opaque to users."""
 
-    def __init__(self, owner, stack, unbatched, batch_first, hx_given):
+    def __init__(self, owner, kept, unbatched, batch_first, hx_given):
         self.owner = owner
-        self.stack = stack
+        self.kept = kept  # a layer's StackContext; a cell's backend and step (pyrnn._steps)
         self.unbatched = unbatched
         self.batch_first = batch_first
         self.hx_given = hx_given
@@ -267,7 +268,7 @@ class _Layer(_Recurrent):
         (device arrays after ``to("cuda")``).
         """
         self._check_ctx(ctx)
-        stack, dev = ctx.stack, ctx.on_device
+        stack, dev = ctx.kept, ctx.on_device
         T, B, H = stack.shape
         D, LD = self.num_directions, self.num_layers * self.num_directions
         out_shape = (T, D * H) if ctx.unbatched else \
@@ -379,7 +380,7 @@ class _Cell(_Recurrent):
 
     def _weights(self):
         p = self._params
-        return [[(p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"))]]
+        return p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh")
 
     def _prepare(self, x, hx):
         dev = self._on_device
@@ -399,18 +400,16 @@ class _Cell(_Recurrent):
             c = _checks.check_state("hx[1] (c)", c, shape, self.dtype, what, dev)
         else:
             h, c = _checks.check_state("hx", hx, shape, self.dtype, what, dev), None
-        h, c = (None if a is None else a.reshape(1, B, H) for a in (h, c))
+        h, c = (None if a is None else a.reshape(B, H) for a in (h, c))
         return arr.reshape(1, B, self.input_size), h, c, unbatched
 
     def _run(self, x, hx, training):
         x, h0, c0, unbatched = self._prepare(x, hx)
         be = self._backend(x)
-        _, h_n, c_n, stack = stack_forward(self._spec, be, self._weights(), x, h0, c0, None,
-                                           training=training)
-        shape = (self.hidden_size,) if unbatched else h_n.shape[1:]
-        h_n = h_n.reshape(shape)
-        state = h_n if c_n is None else (h_n, c_n.reshape(shape))
-        return state, stack, unbatched
+        h, c, step = step_forward(self._spec, be, x, h0, c0, self._weights(), training)
+        shape = (self.hidden_size,) if unbatched else h.shape
+        state = h.reshape(shape) if c is None else (h.reshape(shape), c.reshape(shape))
+        return state, (be, step), unbatched
 
     def __call__(self, x, hx=None):
         """One step: ``h'`` (LSTMCell: ``(h', c')``). x: [B,I] or [I]; hx: [B,H] (pair) or None.
@@ -432,19 +431,18 @@ class _Cell(_Recurrent):
         Returns grad_x, grad_hx (LSTMCell: (grad_h, grad_c)), dict of parameter gradients.
         """
         self._check_ctx(ctx)
-        _, B, H = ctx.stack.shape
+        be, step = ctx.kept
+        B, H = step[0].shape[1], self.hidden_size  # step[0]: x [1,B,I]
         shape, what = ((H,), "[H]") if ctx.unbatched else ((B, H), "[B,H]")
         g_h = _checks.check_grad("grad_h", grad_h, shape, self.dtype, what, ctx.on_device)
         g_c = None
         if self._spec.has_cell_state:
             g_c = _checks.check_state("grad_c", grad_c, shape, self.dtype, what, ctx.on_device)
-            g_c = None if g_c is None else g_c.reshape(1, B, H)
+            g_c = None if g_c is None else g_c.reshape(B, H)
         elif grad_c is not None:
             raise TypeError(f"grad_c: {type(self).__name__} has no cell state; pass only grad_h")
-        # h' is both the single step's output and the final state: give its gradient once
-        dy = g_h.reshape(1, B, H)
-        dx, dh0, dc0, grads = stack_backward(ctx.stack, dy, None, g_c)
-        dw_ih, dw_hh, db_ih, db_hh = grads[0][0]
+        dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh = step_backward(self._spec, be, step,
+                                                                 g_h.reshape(B, H), g_c)
         named = {"weight_ih": dw_ih, "weight_hh": dw_hh}
         if self.bias:
             named.update(bias_ih=db_ih, bias_hh=db_hh)

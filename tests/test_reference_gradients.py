@@ -139,7 +139,7 @@ def test_dropout_is_applied_in_training_only_and_its_gradient_is_right(rng):
     assert not np.allclose(out_inf, out_tr)  # a mask was drawn
     g = rng.standard_normal(out_tr.shape)
     dx, _, grads = m.backward(ctx, g)
-    mask = ctx.stack.masks[0]
+    mask = ctx.kept.masks[0]
     assert set(np.unique(mask)) <= {0.0, 2.0}
 
     # with the same mask held fixed, the stack is a smooth function: check by differences

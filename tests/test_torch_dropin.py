@@ -343,6 +343,69 @@ def test_cell_takes_strided_tensors_and_one_used_output(cell, backend):
 
 
 @pytest.mark.parametrize("cell", list(CELLS))
+def test_cell_reads_a_lazily_negated_input(cell, backend):
+    """The imaginary part of a conjugate is a view whose negation is applied lazily; one of a
+    single element is contiguous too, and must still be read negated."""
+    ref, ours = make_pair(CELLS, dict(cell=cell, bias=True, dtype=torch.float64), backend,
+                          input_size=1, hidden_size=3)
+    x = torch.randn(1, 1, dtype=torch.complex128).conj().imag
+    assert x.is_neg() and x.is_contiguous()
+    for grad in (False, True):
+        x_in = x.clone() if grad else x  # a clone resolves the negation
+        x_in.requires_grad_(grad)
+        got, want = ours(x_in), ref(x_in)
+        assert rel_err_t(got[0] if cell == "lstm" else got,
+                         want[0] if cell == "lstm" else want) <= 1e-10
+
+
+@pytest.mark.parametrize("cell", ["rnn_tanh", "lstm", "gru"])
+@pytest.mark.parametrize("name, shape", [("weight_hh", lambda GH, H: (GH, H + 1)),
+                                         ("weight_ih", lambda GH, H: (GH + 1, 2)),
+                                         ("bias_hh", lambda GH, H: (GH - 1,))])
+def test_cell_weight_of_another_shape_raises(cell, name, shape, backend):
+    """A weight put in a cell's place with a shape that does not fit raises as torch.nn's
+    does, with and without gradients, rather than the kernels reading past it."""
+    _, ours = make_pair(CELLS, dict(cell=cell, bias=True, dtype=torch.float64), backend,
+                        input_size=2, hidden_size=3)
+    params = dict(ours.named_parameters())
+    params[name] = torch.randn(shape(params["weight_hh"].shape[0], 3), dtype=torch.float64)
+    x = torch.randn(4, 2, dtype=torch.float64)
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad), \
+                pytest.raises((ValueError, RuntimeError), match=r"w_|b_|shape|size"):
+            torch.func.functional_call(ours, params, (x,))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_cells_from_several_threads(cell, backend):
+    """Steps from several Python threads at once (the kernels release the GIL; each thread has
+    its own reused workspace) give each thread's own results, forward and backward."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    torch.manual_seed(10)
+    ref, ours = make_pair(CELLS, dict(cell=cell, bias=True, dtype=torch.float64), backend,
+                          input_size=24, hidden_size=48)
+    xs = [torch.randn(8, 24, dtype=torch.float64) for _ in range(4)]
+
+    def chain(model, x):
+        hx = None
+        for _ in range(20):
+            hx = model(x, hx)
+        h = hx[0] if cell == "lstm" else hx
+        return (h, *torch.autograd.grad(h.sum(), [x, *model.parameters()]))
+
+    def run(model, x):
+        return chain(model, x.clone().requires_grad_())
+
+    want = [run(ref, x) for x in xs]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda x: run(ours, x), xs * 3))
+    for k, results in enumerate(got):
+        for a, b in zip(results, want[k % 4]):
+            assert rel_err_t(a, b) <= 1e-10
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
 def test_cell_keeps_no_scratch_between_forward_and_backward(cell, backend, monkeypatch):
     """A cell step under autograd keeps its workspace's front part alone (the kernels' scratch
     after it is most of a one-step workspace), and backward needs nothing else: with every
@@ -355,8 +418,8 @@ def test_cell_keeps_no_scratch_between_forward_and_backward(cell, backend, monke
         return ws
 
     monkeypatch.setattr(pyrnn._backend.Backend, "empty", poisoned)
-    # backward's reused workspaces start afresh (poisoned), and are reused from then on
-    reused = pt._function._backward_workspaces
+    # the steps' reused workspaces start afresh (poisoned), and are reused from then on
+    reused = pyrnn._steps.workspaces
     monkeypatch.setattr(reused, "arrays", {})
     ref, ours = make_pair(CELLS, dict(cell=cell, bias=True, dtype=torch.float64), backend,
                           input_size=5, hidden_size=40)
@@ -366,10 +429,12 @@ def test_cell_keeps_no_scratch_between_forward_and_backward(cell, backend, monke
     for model in (ref, ours):
         x_leaf, *s_leaves = leaves(x, *states)
         out = model(x_leaf, tuple(s_leaves) if cell == "lstm" else s_leaves[0])
+        for ws in reused.arrays.values():  # what forward left there, as another step would
+            ws.fill(np.nan)
         h = out[0] if cell == "lstm" else out
         loss = h.sum() + (out[1] ** 2).sum() if cell == "lstm" else h.sum()
         grads.append(torch.autograd.grad(loss, [x_leaf, *s_leaves, *model.parameters()]))
-    kept = h.grad_fn.arrays[-1]
+    kept = h.grad_fn.kept[-2]  # what forward kept: (..., front part, whole's length)
     spec = pt.modules._SPECS[ours._mode]
     assert kept.size == spec.workspace_head_len(1, 3, 40, True)
     assert kept.size < spec.workspace_len(pyrnn._backend.resolve(backend), 1, 3, 5, 40, True) / 4
@@ -383,7 +448,7 @@ def test_cell_keeps_no_scratch_between_forward_and_backward(cell, backend, monke
     # a large batch's front part is most of its workspace: kept whole, no copies
     big = ours(torch.randn(256, 5, dtype=torch.float64, requires_grad=True))
     node = (big[0] if cell == "lstm" else big).grad_fn
-    assert node.whole is None and node.arrays[-1].size == spec.workspace_len(
+    assert node.kept[-1] is None and node.kept[-2].size == spec.workspace_len(
         pyrnn._backend.resolve(backend), 1, 256, 5, 40, True)
 
 
@@ -546,21 +611,25 @@ def test_functional_call_and_parametrizations_use_the_weights_torch_uses(cell, b
         assert rel_err_t(*originals) <= 1e-10
 
 
-def test_pruned_weights_are_the_ones_used(backend):
+@pytest.mark.parametrize("table, name", [(LAYERS, "weight_hh_l1"), (CELLS, "weight_ih")],
+                         ids=["layer", "cell"])
+def test_pruned_weights_are_the_ones_used(table, name, backend):
     """torch.nn.utils.prune replaces a weight by a plain attribute set before each forward."""
     from torch.nn.utils import prune
 
     torch.manual_seed(9)
-    ref, ours = make_pair(LAYERS, dict(cell="lstm", bias=True, dtype=torch.float64), backend,
-                          input_size=3, hidden_size=4, num_layers=2)
+    extra = dict(num_layers=2) if table is LAYERS else {}
+    ref, ours = make_pair(table, dict(cell="lstm", bias=True, dtype=torch.float64), backend,
+                          input_size=3, hidden_size=4, **extra)
     for m in (ref, ours):
-        prune.l1_unstructured(m, "weight_hh_l1", amount=0.5)
+        prune.l1_unstructured(m, name, amount=0.5)
     x = torch.randn(5, 2, 3, dtype=torch.float64)
-    got, want = ours(x)[0], ref(x)[0]
+    got, want = ours(x[0] if table is CELLS else x)[0], ref(x[0] if table is CELLS else x)[0]
     assert rel_err_t(got, want) <= 1e-10
     got.sum().backward()
     want.sum().backward()
-    assert rel_err_t(ours.weight_hh_l1_orig.grad, ref.weight_hh_l1_orig.grad) <= 1e-10
+    assert rel_err_t(getattr(ours, f"{name}_orig").grad, getattr(ref, f"{name}_orig").grad) \
+        <= 1e-10
 
 
 def test_torch_func_transforms_fall_back_with_one_warning():

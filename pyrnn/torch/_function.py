@@ -1,5 +1,6 @@
-"""The autograd bridges: ``torch.autograd.Function``s around pyrnn's stack_forward/backward
-(layers) and around one step of a backend's cell functions (cells).
+"""The layers' autograd bridge, a ``torch.autograd.Function`` around pyrnn's
+stack_forward/backward, and the conversions between tensors and backends' arrays (the cells'
+bridge is ``_cells``).
 
 Tensors reach the backend without copies: a contiguous CPU tensor's ``.numpy()`` shares its
 memory and results come back through ``torch.from_numpy``; a CUDA tensor goes as it is (it
@@ -9,7 +10,6 @@ device arrays come back through ``torch.as_tensor``, which shares their memory.
 
 from __future__ import annotations
 
-import threading
 from typing import NamedTuple
 
 import numpy as np
@@ -17,7 +17,6 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from .._backend import Backend
-from .._checks import dtype_of
 from ..functional import CellSpec, stack_backward, stack_forward
 
 
@@ -132,96 +131,3 @@ class StackFunction(torch.autograd.Function):
         needs = ctx.needs_input_grad[1:]
         return (None, *(as_tensor(g, x.device) if need and g is not None else None
                         for g, need in zip(results, needs)))
-
-
-def run_cell(spec: CellSpec, backend: Backend, x, h0, c0, weights, keep_workspace: bool):
-    """One step of a cell on tensors, straight to the backend's ``<cell>_forward`` at T=1 (a
-    cell step is short: the layers' stack would be most of it). x [B,I]; h0, c0 [B,H] or None;
-    weights (w_ih, w_hh[, b_ih, b_hh]). Returns h' [B,H], c' [B,H] (None but for LSTM) and
-    what backward needs (None unless ``keep_workspace``)."""
-    xs = as_array(x)[None]  # [1,B,I]: a view, on the array's side (a tensor's costs more)
-    states = as_array(h0), as_array(c0)
-    arrays = tuple(as_array(w) for w in weights) + (None, None) * (len(weights) == 2)
-    B, I = x.shape
-    H = arrays[1].shape[1]
-    workspace = backend.empty(spec.workspace_len(backend, 1, B, I, H, keep_workspace),
-                              dtype_of(xs))
-    res = spec.forward(backend, xs, *states, arrays, None, workspace, False, keep_workspace)
-    device = x.device
-    h = as_tensor(res[0][0], device)  # y[0]: h' is the step's output
-    c = as_tensor(res[2], device) if spec.has_cell_state else None
-    return h, c, ((xs, *states, arrays, workspace) if keep_workspace else None)
-
-
-class _BackwardWorkspaces(threading.local):
-    """Each thread's workspace for the cell backwards whose forward kept only the front part,
-    one per backend and dtype, reused and grown as needed: a new one each call (its pages
-    fresh from the system each time) made 50 chained LSTMCell steps of B=1 I=H=128 and their
-    backward 1.106 of the time (benchmarks/RESULTS.md)."""
-
-    def __init__(self):
-        self.arrays = {}
-
-    def get(self, backend: Backend, n: int, dtype) -> np.ndarray:
-        key = (backend.name, dtype)
-        ws = self.arrays.get(key)
-        if ws is None or ws.size < n:
-            ws = self.arrays[key] = backend.empty(n, dtype)
-        return ws[:n]
-
-
-_backward_workspaces = _BackwardWorkspaces()
-
-
-class CellFunction(torch.autograd.Function):
-    """``h' = CellFunction.apply(spec, backend, x, h0, c0, *weights)`` (LSTM: ``h', c'``).
-
-    x [B,I], h0 and c0 [B,H] or None, weights (w_ih, w_hh[, b_ih, b_hh]), any strides.
-    Backward is the backend's ``<cell>_backward`` at T=1. A host workspace whose scratch (the
-    kernels' regions after the reference layout's, ``CellSpec.workspace_head_len``) is most of
-    it is kept from forward to backward without it, and the kept part put back at the front
-    of a new one: a loop of steps under autograd keeps every step's (100 LSTMCell steps of B=1
-    I=H=128 kept 54 MB, now 1.3). Where the front part is more than a quarter (large batches),
-    copying it twice cost more than the memory saved was worth (LSTMCell B=256 I=H=512 1.18x
-    the time), and the whole workspace is kept. The reference carves its regions from element
-    0, the C kernels from the first 64-byte boundary, where the C backend's ``empty`` starts
-    its arrays: the same place.
-    """
-
-    @staticmethod
-    def forward(ctx, spec: CellSpec, backend: Backend, x, h0, c0, *weights):
-        h, c, (xs, h0s, c0s, arrays, workspace) = run_cell(spec, backend, x, h0, c0, weights,
-                                                           True)
-        ctx.whole = None  # the whole workspace's length, where only its front part is kept
-        if workspace.__class__ is np.ndarray:
-            kept = spec.workspace_head_len(1, x.shape[0], arrays[1].shape[1], True)
-            if 4 * kept <= workspace.size:
-                ctx.whole = workspace.size
-                workspace = workspace[:kept].copy()
-        ctx.arrays = xs, h0s, c0s, arrays, workspace
-        ctx.spec, ctx.backend = spec, backend
-        # saved only so that autograd checks nothing was modified in place before backward
-        ctx.save_for_backward(x, h0, c0, *weights)
-        ctx.set_materialize_grads(False)
-        return h if c is None else (h, c)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_h, grad_c=None):
-        x = ctx.saved_tensors[0]  # raises if an input was modified in place since forward
-        xs, h0, c0, weights, workspace = ctx.arrays
-        if ctx.whole is not None:  # the kept front part, into a whole workspace
-            kept = workspace
-            workspace = _backward_workspaces.get(ctx.backend, ctx.whole, kept.dtype)
-            workspace[:kept.size] = kept
-        if grad_h is None:
-            grad_h = torch.zeros((x.shape[0], weights[1].shape[1]), dtype=x.dtype,
-                                 device=x.device)
-        dy, dc = as_array(grad_h)[None], as_array(grad_c)
-        res = ctx.spec.backward(ctx.backend, xs, h0, c0, weights, None, dy, None, dc,
-                                workspace, False)
-        dstates = res[1:3] if ctx.spec.has_cell_state else (res[1], None)
-        results = (res[0][0], *dstates, *res[-4:])
-        needs = ctx.needs_input_grad[2:]
-        return (None, None, *(as_tensor(g, x.device) if need and g is not None else None
-                              for g, need in zip(results, needs)))

@@ -18,7 +18,8 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from .._backend import Backend, follow_num_threads, resolve
 from .._errors import BackendUnavailableError
 from ..functional import CellSpec
-from ._function import CellFunction, StackCall, StackFunction, run_cell, run_stack
+from ._cells import CellFunction, run_cell
+from ._function import StackCall, StackFunction, run_stack
 
 _SPECS = {
     "RNN_TANH": CellSpec("rnn", (("relu", False),)),
@@ -242,6 +243,9 @@ class _Layer(_PyrnnModule):
         return self._apply_stack(call, x, h0, c0, weights)
 
 
+_CELL_WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+
 class _Cell(_PyrnnModule):
     """forward for RNNCell, LSTMCell and GRUCell: one step through the same kernels."""
 
@@ -279,8 +283,7 @@ class _Cell(_PyrnnModule):
                 raise RuntimeError(f"{type(self).__name__}: expected hidden state of shape "
                                    f"{[B, H]} for input batch {B}, got {list(s.shape)}")
         h0, c0 = (*states, None, None)[:2]
-        weights = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh) if self.bias \
-            else (self.weight_ih, self.weight_hh)
+        weights = self._current_weights()
         self._check_like(input, (h0, c0, *weights))
         if self._needs_workspace((input, h0, c0, *weights)):
             out = CellFunction.apply(spec, backend, input, h0, c0, *weights)
@@ -290,6 +293,17 @@ class _Cell(_PyrnnModule):
         if not batched:
             h, c = h.squeeze(0), (None if c is None else c.squeeze(0))
         return (h, c) if is_lstm else h
+
+    def _current_weights(self) -> tuple:
+        """(w_ih, w_hh[, b_ih, b_hh]) as the parent's forward reads them, ``self.weight_ih`` and
+        so on: a registered one (or what torch.func.functional_call put in its place) by a
+        dictionary lookup, which nn.Module's attribute fallback took 1 us a weight to reach;
+        any other (a parametrization's, a pruned weight) as an attribute."""
+        params, weights = self._parameters, []
+        for name in _CELL_WEIGHT_NAMES if self.bias else _CELL_WEIGHT_NAMES[:2]:
+            w = params.get(name)
+            weights.append(getattr(self, name) if w is None else w)
+        return tuple(weights)
 
 
 class RNN(_Layer, nn.RNN):

@@ -1,0 +1,103 @@
+"""One step of a cell on a backend, for the cells of the NumPy API and of pyrnn.torch: the
+backend's ``<cell>_forward`` and ``<cell>_backward`` at T=1.
+
+A cell step is short (LSTMCell B=1 I=H=128: about 15 us of kernel), so it skips the layers'
+composition (``functional.stack_forward``) and each thread reuses one workspace per backend and
+dtype for its steps, where a new one cost a step 4 us and, before backward, its pages came
+fresh from the system each time (50 chained LSTMCell steps of B=1 I=H=128 and their backward
+took 1.106 of the time). A step keeps nothing of that workspace past its call but the front
+part it copies for backward (``step_workspace``).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from ._backend import Backend
+from ._checks import dtype_of
+from .functional import CellSpec
+
+
+class _Workspaces(threading.local):
+    """Each thread's one-step workspace, one per backend and dtype, grown as needed (held for
+    the thread's life, as large as its largest step's)."""
+
+    def __init__(self):
+        self.arrays = {}
+
+    def get(self, backend: Backend, n: int, dtype) -> np.ndarray:
+        key = (backend.name, dtype)
+        ws = self.arrays.get(key)
+        if ws is None or ws.size < n:
+            ws = self.arrays[key] = backend.empty(n, dtype)
+        return ws[:n]
+
+
+workspaces = _Workspaces()
+
+
+def step_workspace(spec: CellSpec, backend: Backend, B: int, I: int, H: int, training: bool,
+                   dtype):
+    """A step's workspace, and the length of its front part that a training step keeps for
+    backward (None: it keeps the whole, which is then a workspace of its own).
+
+    The kernels' scratch after the reference layout's regions (``CellSpec.workspace_head_len``)
+    is most of a one-step workspace: a loop of steps under autograd kept every step's (100
+    LSTMCell steps of B=1 I=H=128 kept 54 MB, now 1.3). Where the front part is more than a
+    quarter (large batches), copying it twice cost more than the memory saved was worth
+    (LSTMCell B=256 I=H=512 1.18x the time), and so did copying a device workspace's."""
+    n = spec.workspace_len(backend, 1, B, I, H, training)
+    workspace = workspaces.get(backend, n, dtype)
+    if not training:
+        return workspace, None
+    kept = spec.workspace_head_len(1, B, H, True)
+    if 4 * kept <= n and workspace.__class__ is np.ndarray:
+        return workspace, kept
+    return backend.empty(n, dtype), None
+
+
+def keep(workspace, kept: int | None):
+    """What a training step keeps of its workspace for backward: (the front part, the whole's
+    length), or (the whole, None)."""
+    if kept is None:
+        return workspace, None
+    return workspace[:kept].copy(), workspace.size
+
+
+def backward_workspace(backend: Backend, kept, whole: int | None):
+    """Backward's workspace from what ``keep`` kept: the front part put back at the front of
+    this thread's workspace (the reference carves its regions from element 0, the C kernels
+    from the first 64-byte boundary, where the C backend's ``empty`` starts its arrays: the
+    same place), or the kept whole."""
+    if whole is None:
+        return kept
+    workspace = workspaces.get(backend, whole, kept.dtype)
+    workspace[:kept.size] = kept
+    return workspace
+
+
+def step_forward(spec: CellSpec, backend: Backend, x, h0, c0, weights, training: bool):
+    """x [1,B,I]; h0, c0 [B,H] or None; weights (w_ih, w_hh, b_ih, b_hh), biases None without.
+    Returns h' [B,H], c' [B,H] (None but for LSTM) and, when ``training``, what
+    ``step_backward`` needs."""
+    _, B, I = x.shape
+    H = weights[1].shape[1]
+    workspace, kept = step_workspace(spec, backend, B, I, H, training, dtype_of(x))
+    res = spec.forward(backend, x, h0, c0, weights, None, workspace, False, training)
+    c = res[2] if spec.has_cell_state else None
+    saved = (x, h0, c0, weights, *keep(workspace, kept)) if training else None
+    return res[0][0], c, saved  # y[0]: h' is the step's output
+
+
+def step_backward(spec: CellSpec, backend: Backend, saved, grad_h, grad_c):
+    """The gradients of a ``step_forward(training=True)`` step given those of h' and c' ([B,H];
+    grad_c None for zeros): dx [B,I], dh0, dc0 (None but for LSTM), dw_ih, dw_hh, db_ih, db_hh
+    (None without biases)."""
+    x, h0, c0, weights, kept, whole = saved
+    B, H = x.shape[1], weights[1].shape[1]
+    res = spec.backward(backend, x, h0, c0, weights, None, grad_h.reshape(1, B, H), None,
+                        grad_c, backward_workspace(backend, kept, whole), False)
+    dstates = res[1:3] if spec.has_cell_state else (res[1], None)
+    return (res[0][0], *dstates, *res[-4:])
