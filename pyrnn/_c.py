@@ -217,6 +217,11 @@ def pointers_at(sfx: str, addresses) -> list:
     return [_NULL if a is None else _cast(ptype, a) for a in addresses]
 
 
+def lengths_at(lengths):
+    """A pointer to ``lengths`` ([B] int64 NumPy array, checked by the caller); NULL for None."""
+    return _NULL if lengths is None else _from_buffer(_INT64_ARRAY, lengths)
+
+
 def workspace_at(sfx: str, workspace: np.ndarray):
     """A pointer into a workspace made by :func:`empty` with the kernels' data type."""
     return _from_buffer(_CTYPE[sfx], workspace, True)

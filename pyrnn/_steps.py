@@ -99,5 +99,12 @@ def step_backward(spec: CellSpec, backend: Backend, saved, grad_h, grad_c):
     B, H = x.shape[1], weights[1].shape[1]
     res = spec.backward(backend, x, h0, c0, weights, None, grad_h.reshape(1, B, H), None,
                         grad_c, backward_workspace(backend, kept, whole), False)
+    dx, *rest = split_gradients(spec, res)
+    return (dx[0], *rest)
+
+
+def split_gradients(spec: CellSpec, res) -> tuple:
+    """dx, dh0, dc0 (None but for LSTM), dw_ih, dw_hh, db_ih, db_hh from a backend backward's
+    results ``res`` (dx, the states' gradients, the weights')."""
     dstates = res[1:3] if spec.has_cell_state else (res[1], None)
-    return (res[0][0], *dstates, *res[-4:])
+    return (res[0], *dstates, *res[-4:])

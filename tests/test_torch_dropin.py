@@ -81,6 +81,17 @@ def run_layer(model, c, x, states, lengths):
     return model(x, hx)
 
 
+def graph_node_names(t) -> set:
+    """The names of the autograd nodes that ``t`` was computed through."""
+    names, todo = set(), [t.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is not None and type(node).__name__ not in names:
+            names.add(type(node).__name__)
+            todo.extend(f for f, _ in node.next_functions)
+    return names
+
+
 def flat_outputs(out, hidden):
     """Everything a model returns, as tensors (PackedSequence as its data)."""
     data = out.data if isinstance(out, nn.utils.rnn.PackedSequence) else out
@@ -340,6 +351,81 @@ def test_cell_takes_strided_tensors_and_one_used_output(cell, backend):
     assert rel_err_t(a, b) <= 1e-10
     for g_o, g_r in zip(gb, ga):
         assert rel_err_t(g_o, g_r) <= 1e-10
+
+
+@pytest.mark.parametrize("cell", list(LAYERS))
+@pytest.mark.parametrize("batch_first", [False, True], ids=["tm", "bf"])
+def test_one_layer_one_direction_matches_torch(cell, batch_first, backend):
+    """A layer of one layer and one direction, which on the C backend goes by pointer
+    (LayerFunction): packed sequences of distinct lengths in any order, hx given or not, both
+    dtypes, every output and gradient; and the same with gradients off."""
+    torch.manual_seed(11)
+    T, B, I, H = 6, 4, 3, 5
+    lengths = torch.tensor([3, 6, 1, 4])
+    for dtype, hx_given in ((torch.float64, True), (torch.float32, False)):
+        ref, ours = make_pair(LAYERS, dict(cell=cell, bias=cell != "gru", dtype=dtype), backend,
+                              input_size=I, hidden_size=H, batch_first=batch_first)
+        x = torch.randn((B, T, I) if batch_first else (T, B, I), dtype=dtype)
+        states = [torch.randn(1, B, H, dtype=dtype) for _ in range(1 + (cell == "lstm"))] \
+            if hx_given else []
+        c = dict(cell=cell, input="packed_unsorted", batch_first=batch_first)
+        results = []
+        for model in (ref, ours):
+            x_leaf, *s_leaves = leaves(x, *states)
+            outs = flat_outputs(*run_layer(model, c, x_leaf, s_leaves, lengths))
+            results.append((outs, [x_leaf, *s_leaves, *model.parameters()]))
+        if backend == "c":
+            assert "LayerFunctionBackward" in graph_node_names(results[1][0][1])
+        weights = [torch.randn(o.shape, dtype=dtype) for o in results[0][0]]
+        grads = [torch.autograd.grad(sum((o * w).sum() for o, w in zip(outs, weights)), inputs)
+                 for outs, inputs in results]
+        tol = tolerance(dtype)
+        for a, b in zip(results[1][0] + list(grads[1]), results[0][0] + list(grads[0])):
+            assert a.shape == b.shape and rel_err_t(a, b) <= tol
+        with torch.no_grad():
+            for a, b in zip(*(flat_outputs(*run_layer(m, c, x, states, lengths))
+                              for m in (ours, ref))):
+                assert rel_err_t(a, b) <= tol
+
+
+@pytest.mark.skipif("c" not in pyrnn.available_backends(), reason="needs the C extension")
+def test_calls_by_pointer_check_every_size():
+    """The kernels read as many elements as the sizes say: anything of another size raises
+    before a pointer to it is handed over."""
+    from pyrnn.torch import _pointers
+
+    spec, be = pt.modules._SPECS["LSTM"], pyrnn._backend.resolve("c")
+    T, B, I, H = 3, 2, 4, 5
+    good = dict(x=torch.randn(T, B, I), h0=torch.randn(1, B, H), c0=None,
+                weights=(torch.randn(4 * H, I), torch.randn(4 * H, H), torch.randn(4 * H),
+                         torch.randn(4 * H)), lengths=np.array([3, 2]))
+    workspace = np.empty(spec.workspace_len(be, T, B, I, H, True), np.float32)
+
+    def run(**change):
+        args = {**good, **change}
+        _pointers.forward(spec, be, args["x"], args["h0"], args["c0"], args["weights"],
+                          args["lengths"], False, True, workspace)
+
+    run()
+    w_ih, w_hh, b_ih, b_hh = good["weights"]
+    for change, what in [(dict(lengths=np.array([3, 2, 1])), "lengths"),
+                         (dict(lengths=np.array([3, 2], np.int32)), "lengths"),
+                         (dict(h0=torch.randn(B, H + 1)), "h0"),
+                         (dict(c0=torch.randn(2, B, H)), "c0"),
+                         (dict(weights=(w_ih, torch.randn(4 * H, H - 1), b_ih, b_hh)), "w_"),
+                         (dict(weights=(w_ih, w_hh, torch.randn(4 * H + 1), b_hh)), "b_ih")]:
+        with pytest.raises(ValueError, match=what):
+            run(**change)
+    dy = torch.randn(T, B, H)
+    _pointers.backward(spec, be, good["x"], good["h0"], None, good["weights"], good["lengths"],
+                       False, dy, None, None, workspace)
+    for change, what in [(dict(dy=torch.randn(T, B + 1, H)), "dy"),
+                         (dict(dh_n=torch.randn(B, 2 * H)), "dh_n")]:
+        args = {"dy": dy, "dh_n": None, **change}
+        with pytest.raises(ValueError, match=what):
+            _pointers.backward(spec, be, good["x"], good["h0"], None, good["weights"],
+                               good["lengths"], False, args["dy"], args["dh_n"], None,
+                               workspace)
 
 
 @pytest.mark.parametrize("cell", list(CELLS))

@@ -1,6 +1,7 @@
-"""The layers' autograd bridge, a ``torch.autograd.Function`` around pyrnn's
-stack_forward/backward, and the conversions between tensors and backends' arrays (the cells'
-bridge is ``_cells``).
+"""The layers' autograd bridges, ``torch.autograd.Function``s around pyrnn's
+stack_forward/backward and, for one layer and one direction on the C backend with host tensors,
+around the kernels by pointer (``_pointers``); and the conversions between tensors and backends'
+arrays (the cells' bridge is ``_cells``).
 
 Tensors reach the backend without copies: a contiguous CPU tensor's ``.numpy()`` shares its
 memory and results come back through ``torch.from_numpy``; a CUDA tensor goes as it is (it
@@ -16,8 +17,10 @@ import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
+from .. import _steps
 from .._backend import Backend
 from ..functional import CellSpec, stack_backward, stack_forward
+from . import _pointers
 
 
 class TorchRandom:
@@ -130,4 +133,62 @@ class StackFunction(torch.autograd.Function):
         results = [dx, dh0, dc0, *flat]
         needs = ctx.needs_input_grad[1:]
         return (None, *(as_tensor(g, x.device) if need and g is not None else None
+                        for g, need in zip(results, needs)))
+
+
+def four_weights(weights) -> tuple:
+    """(w_ih, w_hh, b_ih, b_hh) of one layer-direction, the biases None where it has none."""
+    return tuple(weights) + (None, None) * (len(weights) == 2)
+
+
+def by_pointer(call: StackCall, x) -> bool:
+    """Whether ``call`` runs through ``LayerFunction``/``run_layer``: one layer and one
+    direction, by pointer. A call of a layer spends a few tens of microseconds of Python around
+    its kernel (LSTM 100x1x32x64 inference through the stack: 211-219 us, the kernel through
+    ``_c`` 138-142), and a tensor's NumPy view and pointer are 1.5 us of it each."""
+    return call.num_layers == call.num_directions == 1 and _pointers.takes(call.backend, x)
+
+
+def run_layer(call: StackCall, x, h0, c0, flat_weights):
+    """The forward of a ``by_pointer`` call: its result tensors (as ``run_stack``'s), and the
+    workspace backward reads (None unless ``call.keep_workspace``)."""
+    T, B, I = x.shape
+    H = flat_weights[1].shape[-1]
+    workspace = call.backend.empty(
+        call.spec.workspace_len(call.backend, T, B, I, H, call.keep_workspace),
+        _pointers.NUMPY_DTYPE[x.dtype])
+    y, *states = _pointers.forward(call.spec, call.backend, x, h0, c0, four_weights(flat_weights),
+                                   call.lengths, False, call.keep_workspace, workspace)
+    results = (torch.from_numpy(y), *(torch.from_numpy(s[None]) for s in states))
+    return results, (workspace if call.keep_workspace else None)
+
+
+class LayerFunction(torch.autograd.Function):
+    """``out, h_n[, c_n] = LayerFunction.apply(call, x, h0, c0, *flat_weights)``:
+    StackFunction's contract for a ``by_pointer`` call."""
+
+    @staticmethod
+    def forward(ctx, call: StackCall, x, h0, c0, *flat_weights):
+        results, ctx.workspace = run_layer(call, x, h0, c0, flat_weights)
+        ctx.call = call
+        # backward reads them by pointer, and autograd checks nothing was modified in place
+        ctx.save_for_backward(x, h0, c0, *flat_weights)
+        ctx.set_materialize_grads(False)
+        return results
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out, grad_h_n, grad_c_n=None):
+        x, h0, c0, *flat_weights = ctx.saved_tensors
+        call = ctx.call
+        if grad_out is None:
+            grad_out = torch.zeros((*x.shape[:2], flat_weights[1].shape[-1]), dtype=x.dtype)
+        res = _pointers.backward(call.spec, call.backend, x, h0, c0, four_weights(flat_weights),
+                                 call.lengths, False, grad_out, grad_h_n, grad_c_n,
+                                 ctx.workspace)
+        dx, dh0, dc0, *grads = _steps.split_gradients(call.spec, res)
+        results = [dx, dh0[None], None if dc0 is None else dc0[None],
+                   *grads[:len(flat_weights)]]
+        needs = ctx.needs_input_grad[1:]
+        return (None, *(torch.from_numpy(g) if need and g is not None else None
                         for g, need in zip(results, needs)))

@@ -19,7 +19,7 @@ from .._backend import Backend, follow_num_threads, resolve
 from .._errors import BackendUnavailableError
 from ..functional import CellSpec
 from ._cells import CellFunction, run_cell
-from ._function import StackCall, StackFunction, run_stack
+from ._function import LayerFunction, StackCall, StackFunction, by_pointer, run_layer, run_stack
 
 _SPECS = {
     "RNN_TANH": CellSpec("rnn", (("relu", False),)),
@@ -139,9 +139,10 @@ class _PyrnnModule:
         self._check_like(x, (h0, c0, *weights))
         x, h0, c0 = (None if t is None else t.contiguous() for t in (x, h0, c0))
         weights = [None if w is None else w.contiguous() for w in weights]
+        pointers = by_pointer(call, x)
         if call.keep_workspace:
-            return StackFunction.apply(call, x, h0, c0, *weights)
-        return run_stack(call, x, h0, c0, weights)[0]
+            return (LayerFunction if pointers else StackFunction).apply(call, x, h0, c0, *weights)
+        return (run_layer if pointers else run_stack)(call, x, h0, c0, weights)[0]
 
     def _needs_workspace(self, tensors) -> bool:
         return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)

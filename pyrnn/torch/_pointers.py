@@ -1,0 +1,108 @@
+"""The C backend on host tensors' own memory: one layer-direction of a cell over T steps (a
+cell's step is T=1), each tensor's data pointer handed to the kernel.
+
+Through NumPy each tensor cost a ``.numpy()`` view (about 1.2 us) and a cffi pointer to it (0.3
+us); ``data_ptr()`` and a cast cost 0.35. The sizes are checked here as the C backend checks
+arrays' (a weight of another shape raises rather than the kernel reading past it), and a
+strided or lazily negated tensor (the imaginary part of a conjugate) is made plain first, as the
+C backend copies a strided array.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .._backend import Backend
+from ..functional import CellSpec
+
+NUMPY_DTYPE = {torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64)}
+_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+_WEIGHT_NAMES = ("w_ih", "w_hh", "b_ih", "b_hh")
+
+
+def takes(backend: Backend, x: torch.Tensor) -> bool:
+    """Whether a call on ``x`` goes by pointer: the C backend with host tensors."""
+    return backend.name == "c" and x.is_cpu
+
+
+def _plain(t: torch.Tensor | None) -> torch.Tensor | None:
+    """``t`` as memory a pointer can stand for: contiguous, its negation (a lazy view's)
+    applied."""
+    if t is None or (t.is_contiguous() and not t.is_neg()):
+        return t
+    return t.resolve_neg().contiguous()
+
+
+def _check(name: str, t: torch.Tensor | None, shape: tuple) -> None:
+    """Raise unless ``t`` (None skipped) has ``shape``, or the shape with a leading 1 (a
+    layer's states are [1,B,H]; a cell's input [B,I], one step of [1,B,I])."""
+    if t is not None and t.shape != shape and t.shape != (1, *shape):
+        raise ValueError(f"{name}: expected shape {list(shape)}, got {list(t.shape)}")
+
+
+def _sizes(spec: CellSpec, x, states, weights, T: int):
+    """B, I, H of a call on x ([T,B,I], or [B,I] for one step), its sizes checked."""
+    B, I = x.shape[-2:]
+    H = weights[1].shape[-1]
+    GH = spec.gates * H
+    _check("x", x, (T, B, I) if T > 1 else (B, I))
+    for name, w, shape in zip(_WEIGHT_NAMES, weights, ((GH, I), (GH, H), (GH,), (GH,))):
+        if w is not None and w.shape != shape:
+            raise ValueError(f"{name}: expected shape {list(shape)}, got {list(w.shape)}")
+    for name, s in zip(("h0", "c0"), states):
+        _check(name, s, (B, H))
+    return B, I, H
+
+
+def _check_lengths(lengths, B: int) -> None:
+    if lengths is not None and (lengths.dtype != np.int64 or lengths.shape != (B,)):
+        raise ValueError(f"lengths: expected [{B}] int64, got {list(lengths.shape)} "
+                         f"{lengths.dtype}")
+
+
+def _call_args(c_module, sfx: str, tensors, lengths):
+    """Each tensor's (plain) pointer in order, then lengths' ([B] int64 NumPy, or None), and the
+    plain tensors, which the caller holds (a made-plain copy is theirs alone) while the kernel
+    reads them."""
+    plain = [_plain(t) for t in tensors]
+    pointers = c_module.pointers_at(sfx, [None if t is None else t.data_ptr() for t in plain])
+    return pointers + [c_module.lengths_at(lengths)], plain
+
+
+def forward(spec: CellSpec, backend: Backend, x, h0, c0, weights, lengths, reverse: bool,
+            training: bool, workspace: np.ndarray):
+    """``<cell>_forward`` of T = len(x) steps (x [T,B,I]; or one step, x [B,I]): y [T,B,H],
+    h_n [B,H] and, for LSTM, c_n [B,H], new arrays. h0, c0: [B,H] or [1,B,H], or None;
+    weights (w_ih, w_hh, b_ih, b_hh), biases None without; lengths [B] int64 or None."""
+    T = x.shape[0] if x.dim() == 3 else 1
+    states = (h0, c0) if spec.has_cell_state else (h0,)
+    B, I, H = _sizes(spec, x, states, weights, T)
+    _check_lengths(lengths, B)
+    c_module, sfx = backend.module, _SUFFIX[x.dtype]
+    args, _held = _call_args(c_module, sfx, (x, *states, *weights), lengths)
+    return c_module.forward_at(spec.kind, sfx, T, B, I, H,
+                               (int(reverse), int(training), *spec.flag_values), args,
+                               c_module.workspace_at(sfx, workspace))
+
+
+def backward(spec: CellSpec, backend: Backend, x, h0, c0, weights, lengths, reverse: bool,
+             dy, dh_n, dc_n, workspace: np.ndarray):
+    """``<cell>_backward`` of what ``forward(training=True)`` left in ``workspace``, on the same
+    inputs: dx (x's shape), dh0 [B,H], dc0 [B,H] (LSTM), dw_ih, dw_hh, db_ih, db_hh (None
+    without biases), new arrays. dy: y's gradient; dh_n, dc_n: [B,H], [1,B,H] or None."""
+    T = x.shape[0] if x.dim() == 3 else 1
+    states = (h0, c0) if spec.has_cell_state else (h0,)
+    B, I, H = _sizes(spec, x, states, weights, T)
+    _check_lengths(lengths, B)
+    grads_n = (dh_n, dc_n) if spec.has_cell_state else (dh_n,)
+    _check("dy", dy, (T, B, H) if T > 1 else (B, H))
+    for name, g in zip(("dh_n", "dc_n"), grads_n):
+        _check(name, g, (B, H))
+    c_module, sfx = backend.module, _SUFFIX[x.dtype]
+    inputs, _held = _call_args(c_module, sfx, (x, *states, *weights), lengths)
+    grads, _held_grads = _call_args(c_module, sfx, (dy, *grads_n), None)
+    res = c_module.backward_at(spec.kind, sfx, T, B, I, H, (int(reverse), *spec.flag_values),
+                               inputs + grads[:-1], weights[2] is not None,
+                               c_module.workspace_at(sfx, workspace))
+    return res if x.dim() == 3 else (res[0][0], *res[1:])
