@@ -97,6 +97,7 @@ def step_backward(spec: CellSpec, backend: Backend, saved, grad_h, grad_c):
     (None without biases)."""
     x, h0, c0, weights, kept, whole = saved
     B, H = x.shape[1], weights[1].shape[1]
+    # h' is both y[0] and h_n: its gradient goes in once, as dy's
     res = spec.backward(backend, x, h0, c0, weights, None, grad_h.reshape(1, B, H), None,
                         grad_c, backward_workspace(backend, kept, whole), False)
     dx, *rest = split_gradients(spec, res)

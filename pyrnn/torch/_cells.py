@@ -49,11 +49,10 @@ def run_cell(spec: CellSpec, backend: Backend, x, h0, c0, weights, training: boo
 def _cell_backward(spec: CellSpec, backend: Backend, saved, tensors, grad_h, grad_c):
     """dx, dh0, dc0 (None but for LSTM), dw_ih, dw_hh, db_ih, db_hh of a step, as arrays.
     saved: run_cell's; tensors: the step's x, h0, c0 and weights as forward had them."""
-    x, w_hh = tensors[0], tensors[4]
+    x, h0, c0, *weights = tensors
     if grad_h is None:
-        grad_h = torch.zeros((x.shape[0], w_hh.shape[-1]), dtype=x.dtype, device=x.device)
+        grad_h = torch.zeros((x.shape[0], weights[1].shape[-1]), dtype=x.dtype, device=x.device)
     if _pointers.takes(backend, x):
-        x, h0, c0, *weights = tensors
         res = _pointers.backward(spec, backend, x, h0, c0, four_weights(weights), None, False,
                                  grad_h, None, grad_c, _steps.backward_workspace(backend, *saved))
         return _steps.split_gradients(spec, res)

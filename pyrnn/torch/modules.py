@@ -133,9 +133,10 @@ class _PyrnnModule:
                                    f"{t.dtype} on {t.device}")
 
     def _apply_stack(self, call: StackCall, x, h0, c0, weights):
-        """Run the stack, through the autograd function when backward will need it (else
-        outside autograd: nothing to record); x [T,B,I], h0/c0 [L*D,B,H] or None, weights
-        flat."""
+        """Run the call, by pointer where it is one layer and one direction on the C backend
+        (``by_pointer``), else through the stack; through an autograd function when backward
+        will need it (else outside autograd: nothing to record). x [T,B,I], h0/c0 [L*D,B,H] or
+        None, weights flat."""
         self._check_like(x, (h0, c0, *weights))
         x, h0, c0 = (None if t is None else t.contiguous() for t in (x, h0, c0))
         weights = [None if w is None else w.contiguous() for w in weights]
