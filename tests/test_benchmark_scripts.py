@@ -1,8 +1,8 @@
 """The benchmark scripts behind benchmarks/RESULTS.md still build and run: kernel_parts.c compiles
 against the kernels it times, time_kernel.py times a call, compare_builds.py times builds against
-each other, idle_calls.py times calls made now and then, torch_cells.py times one step of each
-cell, and test_kernels.py renders several runs side by side. (The timings themselves are never
-asserted.)"""
+each other, compare_packages.py times a revision's Python against the tree's, idle_calls.py
+times calls made now and then, torch_cells.py times one step of each cell, and test_kernels.py
+renders several runs side by side. (The timings themselves are never asserted.)"""
 
 import json
 import os
@@ -184,3 +184,23 @@ def test_kernel_tables_put_runs_side_by_side(tmp_path, monkeypatch):
            if line.startswith("| rnn")]
     assert row == ["| rnn | 2 | 1 | 3 | 4 | fwd | 1.000 / 2.000 | 2.000 / 3.000 |  | "
                    "1.0 / 0.5 | 0% / 0% | 2.00x / 1.50x |  |"]
+
+
+def test_compare_packages_times_a_revision_against_the_tree():
+    pytest.importorskip("pyrnn._c", reason="the C extension is not built")
+    pytest.importorskip("torch")
+    if subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True).returncode:
+        pytest.skip("not a git checkout: no revision to compare against")
+    result = subprocess.run(
+        [sys.executable, "benchmarks/compare_packages.py", "HEAD", "--quick", "--rounds", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if "new/old" in line]
+    names = [row.split(":")[0] for row in rows]
+    assert names == ["pyrnn.torch LSTMCell B=1 H=8 no_grad", "pyrnn.torch LSTMCell B=1 H=8 fwd+bwd",
+                     "pyrnn.LSTMCell B=1 H=8 call", "pyrnn.LSTMCell B=1 H=8 fwd+bwd",
+                     "pyrnn.torch LSTM 3x1x2x4 no_grad", "pyrnn.torch LSTM 3x1x2x4 fwd+bwd"]
+    bad = subprocess.run(
+        [sys.executable, "benchmarks/compare_packages.py", "HEAD", "--groups", "cells"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "unknown groups ['cells']" in bad.stderr
