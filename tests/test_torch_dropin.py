@@ -778,6 +778,34 @@ def test_empty_inputs_behave_as_in_torch(cell, backend):
         ours(torch.randn(0, 2, 3))
 
 
+@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("sizes", [(0, 4), (3, 0), (0, 0)], ids=["I0", "H0", "I0H0"])
+def test_cells_of_size_zero_behave_as_in_torch(cell, sizes, backend):
+    """torch.nn makes cells of input or hidden size 0 (pyrnn's sizes start at 1): their
+    results and gradients are torch.nn's, without a warning."""
+    torch.manual_seed(12)
+    I, H = sizes
+    ref, ours = make_pair(CELLS, dict(cell=cell, bias=True, dtype=torch.float64), backend,
+                          input_size=I, hidden_size=H)
+    x = torch.randn(2, I, dtype=torch.float64)
+    states = [torch.randn(2, H, dtype=torch.float64) for _ in range(1 + (cell == "lstm"))]
+    results = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for model in (ref, ours):
+            x_leaf, *s_leaves = leaves(x, *states)
+            out = model(x_leaf, tuple(s_leaves) if cell == "lstm" else s_leaves[0])
+            outs = list(out) if cell == "lstm" else [out]
+            loss = sum((o * (k + 2)).sum() for k, o in enumerate(outs))
+            inputs = [x_leaf, *s_leaves, *model.parameters()]
+            results.append((outs, torch.autograd.grad(loss, inputs, allow_unused=True)))
+    (outs_r, grads_r), (outs_o, grads_o) = results
+    for a, b in zip(outs_o + list(grads_o), outs_r + list(grads_r)):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert a.shape == b.shape and torch.equal(a, b)
+
+
 def test_host_calls_take_torchs_thread_count_unless_pyrnns_is_chosen(monkeypatch):
     """torch.nn computes with torch's intra-op threads: so do the kernels under pyrnn.torch,
     until pyrnn.set_num_threads chooses pyrnn's own count."""

@@ -274,9 +274,11 @@ class _Cell(_PyrnnModule):
             input = input.unsqueeze(0)
             states = [s.unsqueeze(0) for s in states]
         B, I = input.shape
-        if B == 0:  # an empty batch (a batched input: unbatched has B=1): torch.nn's results
-            return super().forward(input, hx)
         H = self.hidden_size
+        # an empty batch (a batched input: unbatched has B=1), or a cell of input or hidden size
+        # 0 (torch.nn makes those; pyrnn's sizes start at 1): torch.nn's results
+        if B == 0 or I == 0 or H == 0:
+            return super().forward(input, hx)
         if I != self.input_size:
             raise RuntimeError(f"{type(self).__name__}: input has inconsistent input_size: got "
                                f"{I} expected {self.input_size}")
