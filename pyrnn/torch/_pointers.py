@@ -74,7 +74,9 @@ def forward(spec: CellSpec, backend: Backend, x, h0, c0, weights, lengths, rever
             training: bool, workspace: np.ndarray):
     """``<cell>_forward`` of T = len(x) steps (x [T,B,I]; or one step, x [B,I]): y [T,B,H],
     h_n [B,H] and, for LSTM, c_n [B,H], new arrays. h0, c0: [B,H] or [1,B,H], or None;
-    weights (w_ih, w_hh, b_ih, b_hh), biases None without; lengths [B] int64 or None."""
+    weights (w_ih, w_hh, b_ih, b_hh), biases None without; lengths [B] int64 or None;
+    workspace: the call's ``<cell>_workspace_len`` elements of x's dtype, which the callers
+    (pyrnn.torch's own modules, never a user) make so."""
     T = x.shape[0] if x.dim() == 3 else 1
     states = (h0, c0) if spec.has_cell_state else (h0,)
     B, I, H = _sizes(spec, x, states, weights, T)
