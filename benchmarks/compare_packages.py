@@ -2,15 +2,17 @@
 blocks: the A/B behind RESULTS.md's measurements of what a call does around its kernel (cells
 and short layers, the NumPy API and pyrnn.torch), on a machine whose speed drifts.
 
-    python benchmarks/compare_packages.py REV [--groups torch-cells,numpy-cells,torch-layers]
-                                          [--rounds 40] [--threads 2] [--quick]
+    python benchmarks/compare_packages.py REV [--groups GROUP,...] [--rounds 40] [--threads 2]
+                                          [--quick]
+    # GROUP: torch-cells, numpy-cells, torch-layers, numpy-layers (default: all)
 
 REV's ``pyrnn/`` is extracted (``git archive``) into a temporary folder as ``pyrnn_at_rev``
 (pyrnn imports itself relatively) with a copy of the working tree's built extension, so both
 packages run the same kernels: REV must have this build's C API, and what differs is the Python.
 Each row prints both packages' median microseconds a call and the new over the old. Calls
 "no_grad"/"call" compute no gradients; "fwd+bwd" run forward, then backward (pyrnn.torch: of
-the outputs' sum; the NumPy API: forward_train, then backward of ones).
+the outputs' sum; the NumPy API: forward_train, then backward of ones, for a layer of its
+output sequence).
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ from _timing import alternating_medians
 ROOT = Path(__file__).resolve().parent.parent
 CELLS = ("LSTMCell", "GRUCell", "RNNCell")
 LAYERS = ("LSTM", "GRU", "RNN")
+# quick -> the layers' TxBxIxH
+_LAYER_SHAPES = {True: ((3, 1, 2, 4),),
+                 False: ((100, 1, 32, 64), (50, 1, 32, 128), (200, 16, 64, 128))}
 
 
 def load_at(rev: str, where: Path):
@@ -78,6 +83,16 @@ def numpy_step(module, x, hx, grad: bool):
     return run
 
 
+def numpy_layer_step(module, x, grad: bool):
+    def run():
+        if grad:
+            out, _, ctx = module.forward_train(x)
+            module.backward(ctx, np.ones_like(out))
+        else:
+            module(x)
+    return run
+
+
 def torch_cells(packages, quick: bool):
     import torch
 
@@ -111,10 +126,8 @@ def numpy_cells(packages, quick: bool):
 def torch_layers(packages, quick: bool):
     import torch
 
-    shapes = ((3, 1, 2, 4),) if quick else ((100, 1, 32, 64), (50, 1, 32, 128),
-                                            (200, 16, 64, 128))
     for cell in LAYERS[:1] if quick else LAYERS:
-        for T, B, I, H in shapes:
+        for T, B, I, H in _LAYER_SHAPES[quick]:
             for grad in (False, True):
                 torch.manual_seed(0)
                 x = torch.randn(T, B, I)
@@ -127,7 +140,19 @@ def torch_layers(packages, quick: bool):
                        runs)
 
 
-GROUPS = {"torch-cells": torch_cells, "numpy-cells": numpy_cells, "torch-layers": torch_layers}
+def numpy_layers(packages, quick: bool):
+    rng = np.random.default_rng(0)
+    for cell in LAYERS[:1] if quick else LAYERS:
+        for T, B, I, H in _LAYER_SHAPES[quick]:
+            for grad in (False, True):
+                x = rng.random((T, B, I), np.float32)
+                runs = [numpy_layer_step(getattr(package, cell)(I, H, seed=0), x, grad)
+                        for package in packages]
+                yield f"pyrnn.{cell} {T}x{B}x{I}x{H} {'fwd+bwd' if grad else 'call'}", runs
+
+
+GROUPS = {"torch-cells": torch_cells, "numpy-cells": numpy_cells, "torch-layers": torch_layers,
+          "numpy-layers": numpy_layers}
 
 
 def main() -> None:
