@@ -49,11 +49,11 @@ def step_workspace(spec: CellSpec, backend: Backend, B: int, I: int, H: int, tra
     quarter (large batches), copying it twice cost more than the memory saved was worth
     (LSTMCell B=256 I=H=512 1.18x the time), and so did copying a device workspace's."""
     n = spec.workspace_len(backend, 1, B, I, H, training)
+    kept = spec.workspace_head_len(1, B, H, True) if training else None
+    if kept is not None and 4 * kept > n:  # kept whole: the thread's would not be reused
+        return backend.empty(n, dtype), None
     workspace = workspaces.get(backend, n, dtype)
-    if not training:
-        return workspace, None
-    kept = spec.workspace_head_len(1, B, H, True)
-    if 4 * kept <= n and workspace.__class__ is np.ndarray:
+    if kept is None or workspace.__class__ is np.ndarray:
         return workspace, kept
     return backend.empty(n, dtype), None
 

@@ -536,6 +536,8 @@ def test_cell_keeps_no_scratch_between_forward_and_backward(cell, backend, monke
     node = (big[0] if cell == "lstm" else big).grad_fn
     assert node.kept[-1] is None and node.kept[-2].size == spec.workspace_len(
         pyrnn._backend.resolve(backend), 1, 256, 5, 40, True)
+    # ... in a workspace of its own: the thread's reused one is neither used nor grown for it
+    assert next(iter(reused.arrays.values())) is before
 
 
 def test_cell_state_modified_in_place_before_backward_raises():

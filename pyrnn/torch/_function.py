@@ -74,7 +74,7 @@ class StackCall(NamedTuple):
     def nest(self, flat: list) -> list:
         """PyTorch's flat weight list -> [layer][direction] -> (w_ih, w_hh, b_ih, b_hh)."""
         per = 4 if self.bias else 2
-        groups = [tuple(flat[k * per : (k + 1) * per]) + (None, None) * (not self.bias)
+        groups = [four_weights(flat[k * per : (k + 1) * per])
                   for k in range(self.num_layers * self.num_directions)]
         D = self.num_directions
         return [groups[layer * D : (layer + 1) * D] for layer in range(self.num_layers)]
