@@ -205,3 +205,18 @@ def test_compare_packages_times_a_revision_against_the_tree():
         [sys.executable, "benchmarks/compare_packages.py", "HEAD", "--groups", "cells"],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "unknown groups ['cells']" in bad.stderr
+
+
+def test_torch_compile_times_four_contenders_of_each_model():
+    pytest.importorskip("torch")
+    result = subprocess.run(
+        [sys.executable, "benchmarks/torch_compile.py", "--quick", "--compiler", "aot_eager"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split(" | ") for line in result.stdout.splitlines()
+            if line.startswith("| ") and not line.startswith("| model")]
+    assert [(r[0], r[5]) for r in rows] == [
+        (f"| {kind}", p) for kind in ("LSTM", "GRU", "LSTMCell", "GRUCell")
+        for p in ("no_grad", "fwd+bwd")]
+    assert all(float(t) > 0 for r in rows for t in r[6:10]) and all(r[-1].endswith("x |")
+                                                                   for r in rows)

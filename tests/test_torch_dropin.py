@@ -394,7 +394,7 @@ def test_calls_by_pointer_check_every_size():
     before a pointer to it is handed over."""
     from pyrnn.torch import _pointers
 
-    spec, be = pt.modules._SPECS["LSTM"], pyrnn._backend.resolve("c")
+    spec, be = pt._function.SPECS["LSTM"], pyrnn._backend.resolve("c")
     T, B, I, H = 3, 2, 4, 5
     good = dict(x=torch.randn(T, B, I), h0=torch.randn(1, B, H), c0=None,
                 weights=(torch.randn(4 * H, I), torch.randn(4 * H, H), torch.randn(4 * H),
@@ -521,7 +521,7 @@ def test_cell_keeps_no_scratch_between_forward_and_backward(cell, backend, monke
         loss = h.sum() + (out[1] ** 2).sum() if cell == "lstm" else h.sum()
         grads.append(torch.autograd.grad(loss, [x_leaf, *s_leaves, *model.parameters()]))
     kept = h.grad_fn.kept[-2]  # what forward kept: (..., front part, whole's length)
-    spec = pt.modules._SPECS[ours._mode]
+    spec = pt._function.SPECS[ours._mode]
     assert kept.size == spec.workspace_head_len(1, 3, 40, True)
     assert kept.size < spec.workspace_len(pyrnn._backend.resolve(backend), 1, 3, 5, 40, True) / 4
     for g_o, g_r in zip(*reversed(grads)):
@@ -921,7 +921,7 @@ def test_importing_pyrnn_does_not_import_torch():
 def test_cuda_tensors_route_to_the_cuda_backend_or_fall_back_naming_the_fix():
     model = pt.LSTM(3, 4)
     cuda_like = SimpleNamespace(dtype=torch.float32, device=torch.device("cuda", 0), is_cpu=False)
-    backend, reason = model._backend_or_reason(cuda_like)
+    backend, reason = model._backend_or_reason(cuda_like, False)
     if "cuda" in pyrnn.available_backends():
         assert backend.name == "cuda" and reason is None
     else:
@@ -934,9 +934,9 @@ def test_cuda_tensors_under_cuda_autocast_fall_back(monkeypatch):
     monkeypatch.setattr(modules, "_autocast_enabled", lambda device_type: device_type == "cuda")
     model = pt.GRU(3, 4)
     cuda_like = SimpleNamespace(dtype=torch.float32, device=torch.device("cuda", 0), is_cpu=False)
-    backend, reason = model._backend_or_reason(cuda_like)
+    backend, reason = model._backend_or_reason(cuda_like, False)
     assert backend is None and "autocast" in reason
-    backend, reason = model._backend_or_reason(torch.zeros(2, 3))  # CPU autocast is off
+    backend, reason = model._backend_or_reason(torch.zeros(2, 3), False)  # CPU autocast is off
     assert backend is not None and reason is None
 
 

@@ -22,6 +22,13 @@ from .._backend import Backend
 from ..functional import CellSpec, stack_backward, stack_forward
 from . import _pointers
 
+SPECS = {
+    "RNN_TANH": CellSpec("rnn", (("relu", False),)),
+    "RNN_RELU": CellSpec("rnn", (("relu", True),)),
+    "LSTM": CellSpec("lstm"),
+    "GRU": CellSpec("gru", (("reset_after", True),)),  # PyTorch's GRU is the reset-after one
+}
+
 
 class TorchRandom:
     """Dropout masks drawn from torch's generator, so ``torch.manual_seed`` reproduces a run.
@@ -72,12 +79,7 @@ class StackCall(NamedTuple):
     keep_workspace: bool
 
     def nest(self, flat: list) -> list:
-        """PyTorch's flat weight list -> [layer][direction] -> (w_ih, w_hh, b_ih, b_hh)."""
-        per = 4 if self.bias else 2
-        groups = [four_weights(flat[k * per : (k + 1) * per])
-                  for k in range(self.num_layers * self.num_directions)]
-        D = self.num_directions
-        return [groups[layer * D : (layer + 1) * D] for layer in range(self.num_layers)]
+        return nest_weights(flat, self.num_layers, self.num_directions, self.bias)
 
     def flatten(self, nested: list) -> list:
         """The inverse of ``nest`` (biases dropped when the module has none)."""
@@ -134,6 +136,15 @@ class StackFunction(torch.autograd.Function):
         needs = ctx.needs_input_grad[1:]
         return (None, *(as_tensor(g, x.device) if need and g is not None else None
                         for g, need in zip(results, needs)))
+
+
+def nest_weights(flat: list, num_layers: int, num_directions: int, bias: bool) -> list:
+    """PyTorch's flat weight list -> [layer][direction] -> (w_ih, w_hh, b_ih, b_hh)."""
+    per = 4 if bias else 2
+    groups = [four_weights(flat[k * per : (k + 1) * per])
+              for k in range(num_layers * num_directions)]
+    D = num_directions
+    return [groups[layer * D : (layer + 1) * D] for layer in range(num_layers)]
 
 
 def four_weights(weights) -> tuple:

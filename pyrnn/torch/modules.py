@@ -1,9 +1,11 @@
 """Drop-in subclasses of torch.nn.RNN, LSTM, GRU and their cells that run pyrnn's kernels.
 
 Same constructor (plus an optional ``backend=``), parameters, state_dict, ``forward`` and return
-values as the parent; forward and backward go through pyrnn (see ``_function``). What pyrnn
-cannot run (projections, dtypes other than float32/float64, devices other than CPU and CUDA,
-autocast, tracing, torch.compile and torch.func transforms) runs the parent's own forward after one
+values as the parent; forward and backward go through pyrnn (see ``_function``), and in layers
+that torch.compile traces through pyrnn's operators (``_ops``). What pyrnn cannot run
+(projections, dtypes other than float32/float64, devices other than CPU and CUDA, autocast,
+TorchScript, torch.func transforms, device tensors under torch.compile), and cells under
+torch.compile (whose torch.nn step the compiler fuses), run the parent's own forward after one
 warning per module and reason.
 """
 
@@ -17,17 +19,17 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from .._backend import Backend, follow_num_threads, resolve
 from .._errors import BackendUnavailableError
-from ..functional import CellSpec
+from . import _ops
 from ._cells import CellFunction, run_cell
-from ._function import LayerFunction, StackCall, StackFunction, by_pointer, run_layer, run_stack
-
-_SPECS = {
-    "RNN_TANH": CellSpec("rnn", (("relu", False),)),
-    "RNN_RELU": CellSpec("rnn", (("relu", True),)),
-    "LSTM": CellSpec("lstm"),
-    "GRU": CellSpec("gru", (("reset_after", True),)),  # PyTorch's GRU is the reset-after one
-}
-
+from ._function import (
+    SPECS,
+    LayerFunction,
+    StackCall,
+    StackFunction,
+    by_pointer,
+    run_layer,
+    run_stack,
+)
 
 # torch.compiler.is_compiling arrived in torch 2.3; before it, nothing here runs under dynamo
 _is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
@@ -66,6 +68,44 @@ class FallbackWarning(UserWarning):
     """A pyrnn.torch module ran its torch.nn parent's forward because pyrnn cannot run the call."""
 
 
+def _layers_traced() -> bool:
+    """Whether torch.compile traces into recurrent layers (an option of its, off by default:
+    torch.nn's RNN, LSTM and GRU then run in eager mode, a graph break)."""
+    return bool(torch._dynamo.config.allow_rnn)
+
+
+def _eager_forward(module, input, hx):
+    return module._forward(input, hx, False)
+
+
+_hidden_forward = None
+
+
+def _hidden_from_compiler(module, input, hx):
+    """A module's forward in eager mode, hidden from torch.compile (0.6 us a call): where the
+    compiler watches the eager path (a layer it does not trace, a frame it gave up on and runs
+    eagerly), it would try each function the path calls as a graph of its own and fail in
+    pyrnn._c's cffi calls. Made at the first such call: making it imports the compiler (seconds),
+    which is loaded by then."""
+    global _hidden_forward
+    if _hidden_forward is None:
+        disable = getattr(torch.compiler, "disable", None) or torch._dynamo.disable
+        _hidden_forward = disable(_eager_forward)
+    return _hidden_forward(module, input, hx)
+
+
+# what torch.compile has set to watch the frames Python runs (None: nothing; 36 ns, a private
+# function of torch's: where a version lacks it, every eager call takes the hidden way)
+_compiler_callback = getattr(getattr(getattr(torch._C, "_dynamo", None), "eval_frame", None),
+                             "get_eval_frame_callback", lambda: True)
+
+
+def _warn_while_compiling(ctx) -> None:
+    """Warn with the local ``message`` of the frame torch.compile is tracing (its ``comptime``
+    runs this while compiling; a function run there may not close over variables)."""
+    warnings.warn(ctx.get_local("message").as_python_constant(), FallbackWarning, stacklevel=2)
+
+
 class _PyrnnModule:
     """What layers and cells share: the backend choice, the fallback decision and its warning."""
 
@@ -78,15 +118,34 @@ class _PyrnnModule:
             resolve(backend)  # fail at construction, not at the first call
         self.backend = backend
 
-    def _backend_or_reason(self, data: torch.Tensor) -> tuple[Backend | None, str | None]:
-        """The backend for a call on ``data``, or why the parent's forward must run it."""
+    def forward(self, input, hx=None):
+        if _is_compiling() and self._compiler_traces():
+            return self._forward(input, hx, True)  # pyrnn's operators in the graph
+        if _compiler_callback() is not None:  # eager code that the compiler watches
+            return _hidden_from_compiler(self, input, hx)
+        return self._forward(input, hx, False)
+
+    @staticmethod
+    def _compiler_traces() -> bool:
+        """Whether torch.compile traces this kind of module (cells: always)."""
+        return True
+
+    def _parent_forward(self, input, hx):
+        """The torch.nn parent's forward."""
+        return super().forward(input, hx)
+
+    def _backend_or_reason(self, data: torch.Tensor,
+                           compiling: bool) -> tuple[Backend | str | None, str | None]:
+        """The backend for a call on ``data`` (``compiling``, traced by torch.compile: the name
+        of this module's setting, "" for the default, which pyrnn's operators resolve when the
+        graph runs), or why the parent's forward must run it."""
         reason = self._config_reason()
         if reason is not None:
             return None, reason
         if torch.jit.is_scripting() or torch.jit.is_tracing():
             return None, "TorchScript tracing or scripting records torch operations only"
-        if _is_compiling():
-            return None, "torch.compile cannot trace into pyrnn's kernels"
+        if compiling:
+            return self._compiled_backend_or_reason(data)
         if _func_transforms_active():
             return None, "torch.func transforms (grad, vmap, ...) see through torch operations only"
         if data.dtype not in (torch.float32, torch.float64):
@@ -108,6 +167,20 @@ class _PyrnnModule:
                 return None, str(exc)
         return None, f"device {device!r} (pyrnn runs CPU and CUDA tensors)"
 
+    def _compiled_backend_or_reason(self, data: torch.Tensor) -> tuple[str | None, str | None]:
+        """``_backend_or_reason`` under torch.compile (what the compiler can trace)."""
+        if not _ops.available():
+            return None, "torch.compile needs torch 2.4's custom operators to keep pyrnn's kernels"
+        if not data.is_cpu or self.backend not in (None, "auto", *_ops.HOST_BACKENDS):
+            return None, (f"torch.compile with {data.device.type} tensors on backend "
+                          f"{self.backend or 'auto'!r} (pyrnn's compiled operators run host "
+                          f"tensors on the host backends)")
+        if data.dtype not in (torch.float32, torch.float64):
+            return None, f"dtype {data.dtype} (pyrnn runs float32 and float64)"
+        if _autocast_enabled("cpu"):
+            return None, _AUTOCAST_REASON
+        return self.backend or "", None
+
     def _config_reason(self) -> str | None:
         """Why this module's configuration needs the parent's forward (None: it does not)."""
         return None
@@ -117,9 +190,12 @@ class _PyrnnModule:
             return
         self._pyrnn_warned = self._pyrnn_warned | {reason}
         parent = next(c for c in type(self).__mro__ if c.__module__.startswith("torch."))
-        warnings.warn(f"pyrnn.torch.{type(self).__name__}: {reason}; running "
-                      f"torch.nn.{parent.__name__}'s own forward instead", FallbackWarning,
-                      stacklevel=5)  # the caller of module(...), past nn.Module's call wrappers
+        message = (f"pyrnn.torch.{type(self).__name__}: {reason}; running "
+                   f"torch.nn.{parent.__name__}'s own forward instead")
+        if _is_compiling():  # the compiler cannot trace a warning: it warns while compiling
+            torch._dynamo.comptime.comptime(_warn_while_compiling)
+        else:  # the caller of module(...), past nn.Module's call wrappers
+            warnings.warn(message, FallbackWarning, stacklevel=5)
 
     def _check_like(self, x, tensors) -> None:
         """Raise unless each of ``tensors`` (states and weights; None skipped) has x's dtype and
@@ -162,14 +238,18 @@ def _check_state_dims(states, dims: int, batched: bool) -> None:
 class _Layer(_PyrnnModule):
     """forward for RNN, LSTM and GRU (mixed in before the torch.nn parent)."""
 
-    def forward(self, input, hx=None):
+    @staticmethod
+    def _compiler_traces() -> bool:
+        return _layers_traced()
+
+    def _forward(self, input, hx, compiling: bool):
         packed = isinstance(input, PackedSequence)
         if not packed and 0 in input.shape:  # torch.nn's empty results (or its error for T=0)
-            return super().forward(input, hx)
-        backend, reason = self._backend_or_reason(input.data if packed else input)
+            return self._parent_forward(input, hx)
+        backend, reason = self._backend_or_reason(input.data if packed else input, compiling)
         if reason is not None:
             self._warn_fallback(reason)
-            return super().forward(input, hx)
+            return self._parent_forward(input, hx)
         is_lstm = self.mode == "LSTM"
         if packed:
             # one unpacking to padded [T,B,I] in sorted order; pyrnn runs the lengths directly
@@ -183,7 +263,7 @@ class _Layer(_PyrnnModule):
             x = x.transpose(0, 1) if self.batch_first else x
             lengths = None
         h0, c0 = (None, None) if hx is None else (hx if is_lstm else (hx, None))
-        out, *state = self._run(backend, x, h0, c0, lengths)
+        out, *state = self._run(backend, x, h0, c0, lengths, compiling)
         hidden = tuple(state) if is_lstm else state[0]
         if packed:
             data = pack_padded_sequence(out, lengths).data
@@ -234,18 +314,27 @@ class _Layer(_PyrnnModule):
                 return [getattr(self, name) for name in self._flat_weights_names]
         return flat
 
-    def _run(self, backend, x, h0, c0, lengths):
+    def _run(self, backend, x, h0, c0, lengths, compiling: bool):
         weights = self._current_weights()
+        dropout = self.dropout if self.training and self.num_layers > 1 else 0.0
+        training = self._needs_workspace((x, h0, c0, *weights))
+        directions = 2 if self.bidirectional else 1
+        if compiling:
+            self._check_like(x, (h0, c0, *weights))
+            return _ops.run_stack(self.mode, backend, self.num_layers, directions, self.bias, x,
+                                  h0, c0, weights, lengths, dropout, training)
         T = x.shape[0]
         lengths = None if lengths is None or int(lengths[-1]) == T else lengths.numpy()
-        dropout = self.dropout if self.training and self.num_layers > 1 else 0.0
-        call = StackCall(_SPECS[self.mode], backend, self.num_layers,
-                         2 if self.bidirectional else 1, self.bias, lengths, dropout,
-                         self._needs_workspace((x, h0, c0, *weights)) or dropout > 0)
+        call = StackCall(SPECS[self.mode], backend, self.num_layers, directions, self.bias,
+                         lengths, dropout, training or dropout > 0)
         return self._apply_stack(call, x, h0, c0, weights)
 
 
 _CELL_WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+# a loop of LSTMCell steps of B=1 H=128 compiled: torch.nn's 47 us a step, pyrnn's operator 190
+# (benchmarks/RESULTS.md)
+_COMPILED_CELL_REASON = ("torch.compile fuses torch.nn's cell step into code faster than "
+                         "pyrnn's one-step operator")
 
 
 class _Cell(_PyrnnModule):
@@ -257,12 +346,15 @@ class _Cell(_PyrnnModule):
             return "RNN_RELU" if self.nonlinearity == "relu" else "RNN_TANH"
         return "LSTM" if isinstance(self, nn.LSTMCell) else "GRU"
 
-    def forward(self, input, hx=None):
-        backend, reason = self._backend_or_reason(input)
+    def _compiled_backend_or_reason(self, data):
+        return None, _COMPILED_CELL_REASON
+
+    def _forward(self, input, hx, compiling: bool):
+        backend, reason = self._backend_or_reason(input, compiling)
         if reason is not None:
             self._warn_fallback(reason)
-            return super().forward(input, hx)
-        spec = _SPECS[self._mode]
+            return self._parent_forward(input, hx)
+        spec = SPECS[self._mode]
         is_lstm, dims = spec.has_cell_state, input.dim()
         if dims not in (1, 2):
             raise ValueError(f"{type(self).__name__}: Expected input to be 1D or 2D, got "
@@ -278,7 +370,7 @@ class _Cell(_PyrnnModule):
         # an empty batch (a batched input: unbatched has B=1), or a cell of input or hidden size
         # 0 (torch.nn makes those; pyrnn's sizes start at 1): torch.nn's results
         if B == 0 or I == 0 or H == 0:
-            return super().forward(input, hx)
+            return self._parent_forward(input, hx)
         if I != self.input_size:
             raise RuntimeError(f"{type(self).__name__}: input has inconsistent input_size: got "
                                f"{I} expected {self.input_size}")
