@@ -57,6 +57,11 @@ def _new(ctype: str, dtype, shape):
     return a, _from_buffer(ctype, a)
 
 
+# forward_at's and backward_at's default ``new``: NumPy arrays
+_NUMPY_OUTPUTS = {sfx: (lambda shape, ctype=_CTYPE[sfx], dtype=_DTYPE[sfx]:
+                        _new(ctype, dtype, shape)) for sfx in _CTYPE}
+
+
 def _row_aligned(ctype: str, dtype, shape):
     """A new array of ``shape`` whose data starts on a 64-byte boundary, and a pointer to it.
     The time loops' threads write the rows of y unit block by unit block, each its own blocks;
@@ -159,17 +164,23 @@ def _forward(cell, x, states, w_ih, w_hh, b_ih, b_hh, lengths, workspace, flags,
     return forward_at(cell, sfx, T, B, I, H, flags, ptrs, ws)
 
 
-def forward_at(cell: str, sfx: str, T, B, I, H, flags, ptrs, ws):
+def forward_at(cell: str, sfx: str, T, B, I, H, flags, ptrs, ws, new=None):
     """The forward kernel on checked pointers (x, the states, the four weights, lengths, in the
-    reference's order, then the workspace's): y [T,B,H] and the final states [B,H], new."""
-    ctype, dtype = _CTYPE[sfx], _DTYPE[sfx]
-    # batch 1 writes one row a step: not worth the extra microsecond of aligning y
-    y, y_ptr = (_row_aligned if B > 1 else _new)(ctype, dtype, (T, B, H))
-    h_n, h_ptr = _new(ctype, dtype, (B, H))
+    reference's order, then the workspace's): y [T,B,H] and the final states [B,H], new
+    NumPy arrays, or what ``new(shape)`` gives with a pointer to it: (array, pointer), its
+    data C-contiguous and starting on 64 bytes."""
+    if new is None:
+        ctype, dtype = _CTYPE[sfx], _DTYPE[sfx]
+        # batch 1 writes one row a step: not worth the extra microsecond of aligning y
+        y, y_ptr = (_row_aligned if B > 1 else _new)(ctype, dtype, (T, B, H))
+        new = _NUMPY_OUTPUTS[sfx]
+    else:
+        y, y_ptr = new((T, B, H))
+    h_n, h_ptr = new((B, H))
     if cell != "lstm":
         run_kernel(cell, "forward", sfx, T, B, I, H, *flags, *ptrs, y_ptr, h_ptr, ws)
         return y, h_n
-    c_n, c_ptr = _new(ctype, dtype, (B, H))
+    c_n, c_ptr = new((B, H))
     run_kernel(cell, "forward", sfx, T, B, I, H, *flags, *ptrs, y_ptr, h_ptr, c_ptr, ws)
     return y, h_n, c_n
 
@@ -189,18 +200,19 @@ def _backward(cell, x, states, w_ih, w_hh, b_ih, b_hh, lengths, dy, grads_n, wor
     return backward_at(cell, sfx, T, B, I, H, flags, ptrs, b_ih is not None, ws)
 
 
-def backward_at(cell: str, sfx: str, T, B, I, H, flags, ptrs, bias: bool, ws):
+def backward_at(cell: str, sfx: str, T, B, I, H, flags, ptrs, bias: bool, ws, new=None):
     """The backward kernel on checked pointers (forward's, then dy's and the final states'
-    gradients'): dx, d<states>, dw_ih, dw_hh, db_ih, db_hh, new (the biases' None without
-    ``bias``)."""
-    ctype, dtype = _CTYPE[sfx], _DTYPE[sfx]
+    gradients'): dx, d<states>, dw_ih, dw_hh, db_ih, db_hh, new as ``forward_at``'s results
+    (the biases' None without ``bias``)."""
+    if new is None:
+        new = _NUMPY_OUTPUTS[sfx]
     GH = _GATES[cell] * H
     shapes = [(T, B, I), *[(B, H)] * len(_STATE_NAMES[cell]), (GH, I), (GH, H)]
     if bias:
         shapes += (GH,), (GH,)
     outs, out_ptrs = [], []
     for shape in shapes:  # a plain loop: comprehensions cost a call each
-        a, p = _new(ctype, dtype, shape)
+        a, p = new(shape)
         outs.append(a)
         out_ptrs.append(p)
     if not bias:
@@ -208,6 +220,11 @@ def backward_at(cell: str, sfx: str, T, B, I, H, flags, ptrs, bias: bool, ws):
         out_ptrs += _NULL, _NULL
     run_kernel(cell, "backward", sfx, T, B, I, H, *flags, *ptrs, *out_ptrs, ws)
     return tuple(outs)
+
+
+def pointer_at(sfx: str, address: int):
+    """A pointer of the kernels' data type to memory at ``address``."""
+    return _cast(_ADDRESS_TYPE[sfx], address)
 
 
 def pointers_at(sfx: str, addresses) -> list:

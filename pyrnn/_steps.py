@@ -43,13 +43,14 @@ def step_workspace(spec: CellSpec, backend: Backend, B: int, I: int, H: int, tra
     """A step's workspace, and the length of its front part that a training step keeps for
     backward (None: it keeps the whole, which is then a workspace of its own).
 
-    The kernels' scratch after the reference layout's regions (``CellSpec.workspace_head_len``)
-    is most of a one-step workspace: a loop of steps under autograd kept every step's (100
-    LSTMCell steps of B=1 I=H=128 kept 54 MB, now 1.3). Where the front part is more than a
-    quarter (large batches), copying it twice cost more than the memory saved was worth
-    (LSTMCell B=256 I=H=512 1.18x the time), and so did copying a device workspace's."""
+    What forward leaves for backward (``CellSpec.workspace_saved_len``) is a small part of a
+    one-step workspace, most of which is backward's regions and the kernels' scratch: a loop
+    of steps under autograd kept every step's whole (100 LSTMCell steps of B=1 I=H=128 kept 54
+    MB, now 0.7). Where the front part is more than a quarter (large batches), copying it twice
+    cost more than the memory saved was worth (LSTMCell B=256 I=H=512 1.18x the time, when
+    backward's regions were kept too), and so did copying a device workspace's."""
     n = spec.workspace_len(backend, 1, B, I, H, training)
-    kept = spec.workspace_head_len(1, B, H, True) if training else None
+    kept = spec.workspace_saved_len(1, B, H) if training else None
     if kept is not None and 4 * kept > n:  # kept whole: the thread's would not be reused
         return backend.empty(n, dtype), None
     workspace = workspaces.get(backend, n, dtype)

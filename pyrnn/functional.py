@@ -17,13 +17,13 @@ import numpy as np
 
 from ._backend import Backend
 from ._checks import dtype_of
-from .ref.gru import gru_workspace_head_len
-from .ref.lstm import lstm_workspace_head_len
-from .ref.rnn import rnn_workspace_head_len
+from .ref.gru import gru_workspace_saved_len
+from .ref.lstm import lstm_workspace_saved_len
+from .ref.rnn import rnn_workspace_saved_len
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
-_HEAD_LEN = {"rnn": rnn_workspace_head_len, "lstm": lstm_workspace_head_len,
-             "gru": gru_workspace_head_len}
+_SAVED_LEN = {"rnn": rnn_workspace_saved_len, "lstm": lstm_workspace_saved_len,
+              "gru": gru_workspace_saved_len}
 
 
 @dataclass(frozen=True)
@@ -61,14 +61,11 @@ class CellSpec:
             return fn(T, B, I, H, training, self._flag_kwargs["reset_after"])
         return fn(T, B, I, H, training)
 
-    def workspace_head_len(self, T: int, B: int, H: int, training: bool) -> int:
-        """Elements at the front of every backend's workspace laid out as the reference's
-        (pyrnn/ref): a training forward leaves there what backward reads; the compiled kernels'
-        scratch follows."""
-        fn = _HEAD_LEN[self.kind]
-        if self.kind == "gru":
-            return fn(T, B, H, training, self._flag_kwargs["reset_after"])
-        return fn(T, B, H, training)
+    def workspace_saved_len(self, T: int, B: int, H: int) -> int:
+        """Elements at the front of every backend's training workspace, laid out as the
+        reference's (pyrnn/ref), that forward leaves for backward to read; backward's own
+        regions and the compiled kernels' scratch follow."""
+        return _SAVED_LEN[self.kind](T, B, H)
 
     def forward(self, be: Backend, x, h0, c0, weights, lengths, workspace, reverse, training):
         states = (h0, c0) if self.has_cell_state else (h0,)

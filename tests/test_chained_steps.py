@@ -121,3 +121,31 @@ def test_chained_cell_calls_equal_the_layer(backend, name):
         assert rel_err(ours, theirs[0]) < 1e-12
     for k, v in cell_grads.items():
         assert rel_err(v, grads[k + "_l0"]) < 1e-12, k
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=_spec_id)
+@pytest.mark.parametrize("T", [1, 4])
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+def test_backward_reads_only_the_saved_front_of_its_workspace(backend, spec, T, reverse):
+    """What a cell step keeps for backward (pyrnn/_steps.py): the workspace's first
+    ``workspace_saved_len`` elements. Everything after them poisoned between forward and
+    backward changes no gradient (backward writes its own regions before reading them)."""
+    rng = np.random.default_rng(3)
+    be = resolve(backend)
+    B, I, H, G = 3, 4, 6, spec.gates
+    x = rng.standard_normal((T, B, I))
+    h0 = rng.standard_normal((B, H))
+    c0 = rng.standard_normal((B, H)) if spec.has_cell_state else None
+    w = tuple(rng.standard_normal(s) * 0.4 for s in [(G * H, I), (G * H, H), (G * H,), (G * H,)])
+    lengths = np.array([T, max(1, T - 2), 1], dtype=np.int64)
+    dy, dh_n = rng.standard_normal((T, B, H)), rng.standard_normal((B, H))
+    dc_n = rng.standard_normal((B, H)) if spec.has_cell_state else None
+    results = []
+    for poison in (False, True):
+        ws = be.empty(spec.workspace_len(be, T, B, I, H, True), np.float64)
+        spec.forward(be, x, h0, c0, w, lengths, ws, reverse, True)
+        if poison:
+            ws[spec.workspace_saved_len(T, B, H):] = np.nan
+        results.append(spec.backward(be, x, h0, c0, w, lengths, dy, dh_n, dc_n, ws, reverse))
+    for a, b in zip(*results):
+        assert np.array_equal(a, b)

@@ -41,6 +41,12 @@ def gru_workspace_head_len(T: int, B: int, H: int, training: bool, reset_after: 
     return (11 if reset_after else 8) * T * B * H + 2 * B * H
 
 
+def gru_workspace_saved_len(T: int, B: int, H: int) -> int:
+    """Elements at the front of a training workspace that forward leaves for backward (gates,
+    extra, hprev; either variant); backward's own regions follow."""
+    return 5 * T * B * H
+
+
 def gru_workspace_len(T: int, B: int, I: int, H: int, training: bool, reset_after: bool) -> int:
     """Elements of workspace that gru_forward (and, when ``training``, gru_backward) need."""
     return (gru_workspace_head_len(T, B, H, training, reset_after)

@@ -44,6 +44,12 @@ def lstm_workspace_head_len(T: int, B: int, H: int, training: bool) -> int:
     return 11 * T * B * H + 2 * B * H if training else inference
 
 
+def lstm_workspace_saved_len(T: int, B: int, H: int) -> int:
+    """Elements at the front of a training workspace that forward leaves for backward (gates,
+    hprev, cprev, tanh_c); backward's own regions follow."""
+    return 7 * T * B * H
+
+
 def lstm_workspace_len(T: int, B: int, I: int, H: int, training: bool) -> int:
     """Elements of workspace that lstm_forward (and, when ``training``, lstm_backward) need."""
     return lstm_workspace_head_len(T, B, H, training) + kernel_regions_len(B, I, H, 4, T == 1)

@@ -31,6 +31,12 @@ def rnn_workspace_head_len(T: int, B: int, H: int, training: bool) -> int:
     return 3 * T * B * H + B * H if training else inference
 
 
+def rnn_workspace_saved_len(T: int, B: int, H: int) -> int:
+    """Elements at the front of a training workspace that forward leaves for backward (gates,
+    hprev); backward's own regions follow."""
+    return 2 * T * B * H
+
+
 def rnn_workspace_len(T: int, B: int, I: int, H: int, training: bool) -> int:
     """Elements of workspace that rnn_forward (and, when ``training``, rnn_backward) need."""
     return rnn_workspace_head_len(T, B, H, training) + kernel_regions_len(B, I, H, 1, T == 1)

@@ -20,7 +20,8 @@ from ._function import as_array, as_tensor, four_weights
 
 
 def _forward_by_pointer(spec: CellSpec, backend: Backend, x, h0, c0, weights, training: bool):
-    """run_cell's step by pointer: h' and c' as arrays, and ``_steps.keep``'s pair."""
+    """run_cell's step by pointer: h' and c' (arrays or tensors), and ``_steps.keep``'s
+    pair."""
     B, I = x.shape
     H = weights[1].shape[-1]
     workspace, kept = _steps.step_workspace(spec, backend, B, I, H, training,
@@ -47,8 +48,8 @@ def run_cell(spec: CellSpec, backend: Backend, x, h0, c0, weights, training: boo
 
 
 def _cell_backward(spec: CellSpec, backend: Backend, saved, tensors, grad_h, grad_c):
-    """dx, dh0, dc0 (None but for LSTM), dw_ih, dw_hh, db_ih, db_hh of a step, as arrays.
-    saved: run_cell's; tensors: the step's x, h0, c0 and weights as forward had them."""
+    """dx, dh0, dc0 (None but for LSTM), dw_ih, dw_hh, db_ih, db_hh of a step, as arrays (or
+    tensors). saved: run_cell's; tensors: the step's x, h0, c0 and weights as forward had them."""
     x, h0, c0, *weights = tensors
     if grad_h is None:
         grad_h = torch.zeros((x.shape[0], weights[1].shape[-1]), dtype=x.dtype, device=x.device)

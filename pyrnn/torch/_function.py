@@ -53,9 +53,12 @@ def as_array(t: torch.Tensor | None):
 
 
 def as_tensor(a, device: torch.device) -> torch.Tensor:
-    """A backend's result (NumPy, or a device array) as a tensor sharing its memory."""
+    """A backend's result (NumPy, a device array, or a tensor the C kernels wrote) as a tensor
+    sharing its memory."""
     if isinstance(a, np.ndarray):
         return torch.from_numpy(a)
+    if isinstance(a, torch.Tensor):
+        return a
     return torch.as_tensor(a, device=device)
 
 
@@ -170,7 +173,7 @@ def run_layer(call: StackCall, x, h0, c0, flat_weights):
         _pointers.NUMPY_DTYPE[x.dtype])
     y, *states = _pointers.forward(call.spec, call.backend, x, h0, c0, four_weights(flat_weights),
                                    call.lengths, False, call.keep_workspace, workspace)
-    results = (torch.from_numpy(y), *(torch.from_numpy(s[None]) for s in states))
+    results = (as_tensor(y, x.device), *(as_tensor(s[None], x.device) for s in states))
     return results, (workspace if call.keep_workspace else None)
 
 
@@ -201,5 +204,5 @@ class LayerFunction(torch.autograd.Function):
         results = [dx, dh0[None], None if dc0 is None else dc0[None],
                    *grads[:len(flat_weights)]]
         needs = ctx.needs_input_grad[1:]
-        return (None, *(torch.from_numpy(g) if need and g is not None else None
+        return (None, *(as_tensor(g, x.device) if need and g is not None else None
                         for g, need in zip(results, needs)))

@@ -70,8 +70,8 @@ def _layer_forward(x: Tensor, h0: Tensor | None, c0: Tensor | None, w_ih: Tensor
         res = spec.forward(be, as_array(x), as_array(h0), as_array(c0),
                            [as_array(w) for w in weights], _lengths(lengths), workspace,
                            reverse, training)
-    y, h_n = torch.from_numpy(res[0]), torch.from_numpy(res[1])
-    c_n = torch.from_numpy(res[2]) if spec.has_cell_state else x.new_empty(0)
+    y, h_n = torch.as_tensor(res[0]), torch.as_tensor(res[1])
+    c_n = torch.as_tensor(res[2]) if spec.has_cell_state else x.new_empty(0)
     return y, h_n, c_n, (torch.from_numpy(workspace) if training else x.new_empty(0))
 
 
@@ -116,7 +116,7 @@ def _layer_backward(x: Tensor, h0: Tensor | None, c0: Tensor | None, w_ih: Tenso
                             as_array(None if dc_n is None else dc_n.contiguous()),
                             workspace.numpy(), reverse)
     # outputs may not alias each other: a new empty tensor for each None
-    return tuple(x.new_empty(0) if g is None else torch.from_numpy(g)
+    return tuple(x.new_empty(0) if g is None else torch.as_tensor(g)
                  for g in _steps.split_gradients(spec, res))
 
 

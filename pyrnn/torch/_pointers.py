@@ -70,11 +70,35 @@ def _call_args(c_module, sfx: str, tensors, lengths):
     return pointers + [c_module.lengths_at(lengths)], plain
 
 
+# a call whose largest result has at least this many bytes makes its results with torch's
+# allocator, a smaller one with NumPy's
+_TORCH_ALLOCATES = 1 << 20
+
+
+def _new_results(c_module, sfx: str, dtype, largest: int):
+    """``forward_at``'s and ``backward_at``'s ``new`` for a call whose largest result has
+    ``largest`` elements: None (NumPy arrays, the callers' ``as_tensor`` makes them tensors
+    without copies: ``np.empty`` and ``torch.from_numpy`` take 1.2 us, ``torch.empty`` 2.2), or
+    for large results new tensors from torch's allocator. NumPy's large blocks went back to the
+    system and came again as fresh pages: 20 chained LSTMCell steps of B=32 I=H=512 with
+    backward took 20 thousand page faults a call, torch.nn's 6 (benchmarks/RESULTS.md)."""
+    if largest * NUMPY_DTYPE[dtype].itemsize < _TORCH_ALLOCATES:
+        return None
+    pointer = c_module.pointer_at
+
+    def new(shape):
+        t = torch.empty(shape, dtype=dtype)
+        return t, pointer(sfx, t.data_ptr())
+
+    return new
+
+
 def forward(spec: CellSpec, backend: Backend, x, h0, c0, weights, lengths, reverse: bool,
             training: bool, workspace: np.ndarray):
     """``<cell>_forward`` of T = len(x) steps (x [T,B,I]; or one step, x [B,I]): y [T,B,H],
-    h_n [B,H] and, for LSTM, c_n [B,H], new arrays. h0, c0: [B,H] or [1,B,H], or None;
-    weights (w_ih, w_hh, b_ih, b_hh), biases None without; lengths [B] int64 or None;
+    h_n [B,H] and, for LSTM, c_n [B,H], new (NumPy arrays, or tensors for large results).
+    h0, c0: [B,H] or [1,B,H], or None; weights (w_ih, w_hh, b_ih, b_hh), biases None without;
+    lengths [B] int64 or None;
     workspace: the call's ``<cell>_workspace_len`` elements of x's dtype, which the callers
     (pyrnn.torch's own modules, never a user) make so."""
     T = x.shape[0] if x.dim() == 3 else 1
@@ -85,14 +109,15 @@ def forward(spec: CellSpec, backend: Backend, x, h0, c0, weights, lengths, rever
     args, _held = _call_args(c_module, sfx, (x, *states, *weights), lengths)
     return c_module.forward_at(spec.kind, sfx, T, B, I, H,
                                (int(reverse), int(training), *spec.flag_values), args,
-                               c_module.workspace_at(sfx, workspace))
+                               c_module.workspace_at(sfx, workspace),
+                               _new_results(c_module, sfx, x.dtype, T * B * H))
 
 
 def backward(spec: CellSpec, backend: Backend, x, h0, c0, weights, lengths, reverse: bool,
              dy, dh_n, dc_n, workspace: np.ndarray):
     """``<cell>_backward`` of what ``forward(training=True)`` left in ``workspace``, on the same
     inputs: dx (x's shape), dh0 [B,H], dc0 [B,H] (LSTM), dw_ih, dw_hh, db_ih, db_hh (None
-    without biases), new arrays. dy: y's gradient; dh_n, dc_n: [B,H], [1,B,H] or None."""
+    without biases), new as ``forward``'s. dy: y's gradient; dh_n, dc_n: [B,H], [1,B,H] or None."""
     T = x.shape[0] if x.dim() == 3 else 1
     states = (h0, c0) if spec.has_cell_state else (h0,)
     B, I, H = _sizes(spec, x, states, weights, T)
@@ -106,5 +131,7 @@ def backward(spec: CellSpec, backend: Backend, x, h0, c0, weights, lengths, reve
     grads, _held_grads = _call_args(c_module, sfx, (dy, *grads_n), None)
     res = c_module.backward_at(spec.kind, sfx, T, B, I, H, (int(reverse), *spec.flag_values),
                                inputs + grads[:-1], weights[2] is not None,
-                               c_module.workspace_at(sfx, workspace))
+                               c_module.workspace_at(sfx, workspace),
+                               _new_results(c_module, sfx, x.dtype,
+                                            max(T * B * I, spec.gates * H * max(I, H))))
     return res if x.dim() == 3 else (res[0][0], *res[1:])
