@@ -10,6 +10,8 @@ here is kept to plain lookups and one pointer per array.
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from ._errors import PyrnnError
@@ -57,9 +59,8 @@ def _new(ctype: str, dtype, shape):
     return a, _from_buffer(ctype, a)
 
 
-# forward_at's and backward_at's default ``new``: NumPy arrays
-_NUMPY_OUTPUTS = {sfx: (lambda shape, ctype=_CTYPE[sfx], dtype=_DTYPE[sfx]:
-                        _new(ctype, dtype, shape)) for sfx in _CTYPE}
+# forward_at's and backward_at's default ``new``: NumPy arrays (a partial calls _new from C)
+_NUMPY_OUTPUTS = {sfx: partial(_new, _CTYPE[sfx], _DTYPE[sfx]) for sfx in _CTYPE}
 
 
 def _row_aligned(ctype: str, dtype, shape):
@@ -168,7 +169,7 @@ def forward_at(cell: str, sfx: str, T, B, I, H, flags, ptrs, ws, new=None):
     """The forward kernel on checked pointers (x, the states, the four weights, lengths, in the
     reference's order, then the workspace's): y [T,B,H] and the final states [B,H], new
     NumPy arrays, or what ``new(shape)`` gives with a pointer to it: (array, pointer), its
-    data C-contiguous and starting on 64 bytes."""
+    data C-contiguous (threads write y's rows by unit blocks: best started on 64 bytes)."""
     if new is None:
         ctype, dtype = _CTYPE[sfx], _DTYPE[sfx]
         # batch 1 writes one row a step: not worth the extra microsecond of aligning y
