@@ -13,16 +13,15 @@ import torch._dynamo
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-import pyrnn
 import pyrnn.torch as pt
+from pyrnn.functional import GATES
 from pyrnn.torch import _ops
 
+from .conftest import HOST_BACKENDS
 from .test_torch_dropin import CELLS, LAYERS, rel_err_t, tolerance
 
 pytestmark = pytest.mark.skipif(not _ops.available(),
                                 reason="torch.library.custom_op arrived in torch 2.4")
-
-HOST_BACKENDS = [b for b in pyrnn.available_backends() if b in ("c", "numpy")]
 
 
 @pytest.fixture(autouse=True)
@@ -264,7 +263,7 @@ def test_operators_pass_torch_opcheck(cell, lengths, training):
     """torch.library.opcheck: schema (what each operator mutates), fake implementations,
     autograd registration, and tracing by AOTAutograd."""
     mode, has_c = LAYER_ARGS[cell]
-    G = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
+    G = GATES[cell]
     torch.manual_seed(0)
     T, B, I, H = 3, 3, 2, 4
     x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=training)

@@ -85,7 +85,7 @@ def _hidden_from_compiler(module, input, hx):
     """A module's forward in eager mode, hidden from torch.compile (0.6 us a call): where the
     compiler watches the eager path (a layer it does not trace, a frame it gave up on and runs
     eagerly), it would try each function the path calls as a graph of its own and fail in
-    pyrnn._c's cffi calls. Made at the first such call: making it imports the compiler (seconds),
+    pyrnn._c's cffi calls. Made at the first such call: making it imports the compiler (1.4-1.5 s),
     which is loaded by then."""
     global _hidden_forward
     if _hidden_forward is None:
