@@ -850,15 +850,6 @@ def test_pyrnn_num_threads_in_the_environment_stands_over_torchs():
     assert result.returncode == 0, result.stderr
 
 
-def test_a_second_derivative_raises_naming_the_reason():
-    """pyrnn's backward is not differentiable again (README): the second backward raises."""
-    model = pt.LSTM(3, 4, backend="numpy")
-    x = torch.randn(5, 2, 3, requires_grad=True)
-    g, = torch.autograd.grad(model(x)[0].pow(2).sum(), x, create_graph=True)
-    with pytest.raises(RuntimeError, match="differentiate twice"):
-        g.pow(2).sum().backward()
-
-
 def test_errors_name_the_problem():
     model = pt.GRU(3, 4, backend="numpy")
     with pytest.raises(RuntimeError, match="input_size"):

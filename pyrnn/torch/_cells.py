@@ -9,13 +9,14 @@ through ``pyrnn._steps``, whose backend functions check them.
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
-from torch.autograd.function import once_differentiable
 
 from .. import _steps
 from .._backend import Backend
 from ..functional import CellSpec
-from . import _pointers
+from . import _pointers, _twice
 from ._function import as_array, as_tensor, four_weights
 
 
@@ -78,9 +79,11 @@ class CellFunction(torch.autograd.Function):
         return h if c is None else (h, c)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_h, grad_c=None):
         tensors = ctx.saved_tensors  # raises if an input was modified in place since forward
+        if torch.is_grad_enabled():  # create_graph=True: through torch's operator (_twice)
+            return (None, None, *_twice.gradients(partial(_twice.cell_outputs, ctx.spec), tensors,
+                                                  ctx.needs_input_grad[2:], (grad_h, grad_c)))
         results = _cell_backward(ctx.spec, ctx.backend, ctx.kept, tensors, grad_h, grad_c)
         device = tensors[0].device
         needs = ctx.needs_input_grad[2:]

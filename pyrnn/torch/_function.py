@@ -11,16 +11,16 @@ device arrays come back through ``torch.as_tensor``, which shares their memory.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
 import torch
-from torch.autograd.function import once_differentiable
 
 from .. import _steps
 from .._backend import Backend
 from ..functional import CellSpec, stack_backward, stack_forward
-from . import _pointers
+from . import _pointers, _twice
 
 SPECS = {
     "RNN_TANH": CellSpec("rnn", (("relu", False),)),
@@ -120,13 +120,15 @@ class StackFunction(torch.autograd.Function):
         return results
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_out, grad_h_n, grad_c_n=None):
         x = ctx.saved_tensors[0]  # raises if an input was modified in place since forward
         stack, call = ctx.stack, ctx.call
         if stack is None:
             raise RuntimeError("pyrnn.torch: backward through a forward that ran without "
                                "gradients being needed")
+        if torch.is_grad_enabled():  # create_graph=True
+            masks = [None if m is None else as_tensor(m, x.device) for m in stack.masks]
+            return _graph_gradients(ctx, masks, (grad_out, grad_h_n, grad_c_n))
         if grad_out is None:
             T, B, H = stack.shape
             grad_out = torch.zeros((T, B, call.num_directions * H), dtype=x.dtype,
@@ -139,6 +141,15 @@ class StackFunction(torch.autograd.Function):
         needs = ctx.needs_input_grad[1:]
         return (None, *(as_tensor(g, x.device) if need and g is not None else None
                         for g, need in zip(results, needs)))
+
+
+def _graph_gradients(ctx, masks: list, grads_out) -> tuple:
+    """StackFunction's and LayerFunction's backward when autograd builds a graph of it
+    (``create_graph=True``): through torch's operators (``_twice``), with the forward's dropout
+    ``masks``."""
+    gradients = _twice.gradients(partial(_twice.stack_outputs, ctx.call, masks),
+                                 ctx.saved_tensors, ctx.needs_input_grad[1:], grads_out)
+    return (None, *gradients)
 
 
 def nest_weights(flat: list, num_layers: int, num_directions: int, bias: bool) -> list:
@@ -191,8 +202,9 @@ class LayerFunction(torch.autograd.Function):
         return results
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_out, grad_h_n, grad_c_n=None):
+        if torch.is_grad_enabled():  # create_graph=True
+            return _graph_gradients(ctx, [None], (grad_out, grad_h_n, grad_c_n))
         x, h0, c0, *flat_weights = ctx.saved_tensors
         call = ctx.call
         if grad_out is None:

@@ -11,6 +11,7 @@ warning per module and reason.
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import torch
@@ -185,11 +186,32 @@ class _PyrnnModule:
         """Why this module's configuration needs the parent's forward (None: it does not)."""
         return None
 
+    def __prepare_scriptable__(self) -> nn.Module:
+        """torch.jit.script's hook: TorchScript compiles a module's forward from its source,
+        which calls pyrnn's kernels through Python it cannot compile, so it gets the torch.nn
+        parent in this module's place: a copy of this one of the parent's class, holding the
+        same parameters. torch.jit.script puts what the hook returns in the scripted module's
+        parents in place (torch.nn's forward then runs there in eager mode too, until
+        ``convert`` makes it pyrnn's again)."""
+        parent = self._parent_class()
+        warnings.warn(f"pyrnn.torch.{type(self).__name__}: TorchScript compiles "
+                      f"torch.nn.{parent.__name__}'s forward in its place (it cannot call "
+                      f"pyrnn's kernels)", FallbackWarning, stacklevel=3)
+        twin = copy.copy(self)
+        twin.__class__ = parent
+        for name in ("backend", "_pyrnn_warned"):
+            twin.__dict__.pop(name, None)
+        return twin
+
+    def _parent_class(self) -> type:
+        """The torch.nn class this module's drop-in class replaces."""
+        return next(c for c in type(self).__mro__ if c.__module__.startswith("torch."))
+
     def _warn_fallback(self, reason: str) -> None:
         if reason in self._pyrnn_warned:
             return
         self._pyrnn_warned = self._pyrnn_warned | {reason}
-        parent = next(c for c in type(self).__mro__ if c.__module__.startswith("torch."))
+        parent = self._parent_class()
         message = (f"pyrnn.torch.{type(self).__name__}: {reason}; running "
                    f"torch.nn.{parent.__name__}'s own forward instead")
         if _is_compiling():  # the compiler cannot trace a warning: it warns while compiling
