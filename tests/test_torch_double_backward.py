@@ -187,3 +187,23 @@ def test_a_plain_backward_stays_pyrnns(monkeypatch):
     x = torch.randn(5, 2, 3, requires_grad=True)
     (stack(x)[0].sum() + layer(x)[0].sum() + cell(x[0]).sum()).backward()
     assert x.grad is not None
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_a_meta_learning_step_through_functional_call(backend):
+    """MAML's outer gradient: an inner step's weights are a graph of the first gradients, run
+    through torch.func.functional_call."""
+    torch.manual_seed(13)
+    reference = nn.GRU(3, 5, num_layers=2, dtype=F64)
+    ours = pt.GRU(3, 5, num_layers=2, dtype=F64, backend=backend)
+    ours.load_state_dict(reference.state_dict())
+    x, y = torch.randn(6, 4, 3, dtype=F64), torch.randn(6, 4, 5, dtype=F64)
+    outer_grads = []
+    for model in (reference, ours):
+        params = dict(model.named_parameters())
+        loss = (torch.func.functional_call(model, params, (x,))[0] - y).pow(2).mean()
+        grads = torch.autograd.grad(loss, list(params.values()), create_graph=True)
+        stepped = {k: v - 0.1 * g for (k, v), g in zip(params.items(), grads)}
+        (torch.func.functional_call(model, stepped, (x,))[0] - y).pow(2).mean().backward()
+        outer_grads.append([p.grad for p in model.parameters()])
+    _assert_close(outer_grads[1], outer_grads[0])
