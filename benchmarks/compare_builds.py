@@ -23,6 +23,7 @@ import sys
 import time
 
 import numpy as np
+
 from _timing import alternating_medians
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}

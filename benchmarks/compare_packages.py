@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from _timing import alternating_medians
 
 ROOT = Path(__file__).resolve().parent.parent

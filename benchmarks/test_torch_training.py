@@ -23,6 +23,7 @@ from torch import nn
 
 import pyrnn
 import pyrnn.torch
+
 from _timing import alternating_medians
 
 T, I, H = 50, 32, 128

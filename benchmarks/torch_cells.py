@@ -20,6 +20,7 @@ import torch
 
 import pyrnn
 import pyrnn.torch
+
 from _timing import alternating_medians
 
 CELLS = ("LSTMCell", "GRUCell")

@@ -21,10 +21,11 @@ import warnings
 
 import torch
 import torch._dynamo
-from _timing import alternating_medians
 
 import pyrnn
 import pyrnn.torch
+
+from _timing import alternating_medians
 
 LAYERS = ("LSTM", "GRU")
 CELLS = ("LSTMCell", "GRUCell")
