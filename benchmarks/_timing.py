@@ -1,7 +1,8 @@
-"""Timing shared by the benchmark scripts: contenders in alternating blocks."""
+"""What the benchmark scripts share: contenders timed in alternating blocks, shape arguments."""
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 
@@ -23,3 +24,11 @@ def alternating_medians(calls, rounds: int, block: int = 10) -> list[float]:
                 call()
                 times[k].append(time.perf_counter() - start)
     return [statistics.median(t) for t in times]
+
+
+def parse_shape(text: str) -> tuple[int, int, int, int]:
+    """A ``TxBxIxH`` command-line shape."""
+    parts = text.split("x")
+    if len(parts) != 4 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"expected TxBxIxH such as 50x1x32x128, got {text!r}")
+    return tuple(int(p) for p in parts)

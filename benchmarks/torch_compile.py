@@ -25,7 +25,7 @@ import torch._dynamo
 import pyrnn
 import pyrnn.torch
 
-from _timing import alternating_medians
+from _timing import alternating_medians, parse_shape
 
 LAYERS = ("LSTM", "GRU")
 CELLS = ("LSTMCell", "GRUCell")
@@ -99,13 +99,6 @@ def main(models, shapes, rounds: int, compiler: str) -> None:
                           + f" | {ms[1] / ms[3]:.2f}x |", flush=True)
                     if ready > 60:
                         print(f"(compiling and warming up took {ready:.0f} s)", flush=True)
-
-
-def parse_shape(text: str) -> tuple[int, int, int, int]:
-    parts = text.split("x")
-    if len(parts) != 4 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise argparse.ArgumentTypeError(f"expected TxBxIxH such as 50x1x32x128, got {text!r}")
-    return tuple(int(p) for p in parts)
 
 
 if __name__ == "__main__":

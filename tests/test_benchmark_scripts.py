@@ -220,3 +220,20 @@ def test_torch_compile_times_four_contenders_of_each_model():
         for p in ("no_grad", "fwd+bwd")]
     assert all(float(t) > 0 for r in rows for t in r[6:10]) and all(r[-1].endswith("x |")
                                                                    for r in rows)
+
+
+def test_torch_second_derivatives_times_both_steps_of_each_model():
+    pytest.importorskip("torch")
+    result = subprocess.run(
+        [sys.executable, "benchmarks/torch_second_derivatives.py", "--quick"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split(" | ") for line in result.stdout.splitlines()
+            if line.startswith("| ") and not line.startswith("| model")]
+    assert [(r[0], r[5]) for r in rows] == [(f"| {m}", s) for m in ("LSTM", "GRU")
+                                            for s in ("penalty", "plain")]
+    assert all(float(t) > 0 for r in rows for t in r[6:8]) and all(r[-1].endswith("x |")
+                                                                  for r in rows)
+    bad = subprocess.run([sys.executable, "benchmarks/torch_second_derivatives.py", "--shapes",
+                          "3x2x4"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "expected TxBxIxH" in bad.stderr
