@@ -24,7 +24,7 @@ from torch import nn
 import pyrnn
 import pyrnn.torch
 
-from _timing import alternating_medians
+from _timing import warmed_medians
 
 T, I, H = 50, 32, 128
 CELLS = {"LSTM": nn.LSTM, "GRU": nn.GRU}
@@ -136,10 +136,8 @@ def main(rounds: int = 50) -> None:
                 free = copy.deepcopy(reference)
                 free.rnn = ZeroCostLayer(free.rnn)
                 steps = [make_step(model, x, target, fused) for model in (reference, ours, free)]
-                for step in steps:  # warm up
-                    for _ in range(3):
-                        step()
-                ref_ms, our_ms, free_ms = (1e3 * m for m in alternating_medians(steps, rounds))
+                ref_ms, our_ms, free_ms = (1e3 * m for m in warmed_medians(steps, rounds, block=10,
+                                                                             warmups=3))
                 print(f"| {cell} | {batch} | {'Adam(fused=True)' if fused else 'Adam()'} | "
                       f"{ref_ms:.2f} | {our_ms:.2f} | {ref_ms / our_ms:.2f}x | {free_ms:.2f} | "
                       f"{ref_ms / free_ms:.2f}x |")

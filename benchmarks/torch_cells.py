@@ -21,7 +21,7 @@ import torch
 import pyrnn
 import pyrnn.torch
 
-from _timing import alternating_medians
+from _timing import torch_header, warmed_medians
 
 CELLS = ("LSTMCell", "GRUCell")
 
@@ -49,9 +49,7 @@ def make_step(model, x, hx, grad: bool):
 
 
 def main(shapes, rounds: int) -> None:
-    info = pyrnn.backend_info()
-    print(f"pyrnn backend {info['auto']}, torch {torch.__version__}, {torch.get_num_threads()} "
-          f"torch threads; median of {rounds} calls per contender, in alternating blocks\n")
+    print(torch_header(rounds, "calls"))
     print("| cell | B | H | pass | torch.nn us/call | pyrnn.torch us/call | speedup |")
     print("|---|---|---|---|---|---|---|")
     for cell in CELLS:
@@ -66,10 +64,7 @@ def main(shapes, rounds: int) -> None:
             for grad in (False, True):
                 xin = x.clone().requires_grad_() if grad else x
                 steps = [make_step(m, xin, hx, grad) for m in (reference, ours)]
-                for step in steps:  # warm up
-                    for _ in range(5):
-                        step()
-                ref_s, our_s = alternating_medians(steps, rounds, max(1, min(20, rounds)))
+                ref_s, our_s = warmed_medians(steps, rounds, block=20, warmups=5)
                 print(f"| {cell} | {B} | {H} | {'fwd+bwd' if grad else 'no_grad'} | "
                       f"{ref_s * 1e6:.0f} | {our_s * 1e6:.0f} | {ref_s / our_s:.2f}x |",
                       flush=True)

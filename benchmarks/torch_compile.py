@@ -25,7 +25,7 @@ import torch._dynamo
 import pyrnn
 import pyrnn.torch
 
-from _timing import alternating_medians, parse_shape
+from _timing import add_shape_options, alternating_medians, shapes_and_rounds, torch_header
 
 LAYERS = ("LSTM", "GRU")
 CELLS = ("LSTMCell", "GRUCell")
@@ -75,10 +75,7 @@ def contenders(kind: str, T: int, B: int, I: int, H: int, grad: bool, compiler: 
 
 
 def main(models, shapes, rounds: int, compiler: str) -> None:
-    info = pyrnn.backend_info()
-    print(f"pyrnn backend {info['auto']}, torch {torch.__version__}, {torch.get_num_threads()} "
-          f"torch threads, compiler {compiler}; median of {rounds} calls per contender, in "
-          f"alternating blocks; ms per call\n")
+    print(torch_header(rounds, "calls (ms each)", f", compiler {compiler}"))
     print("| model | T | B | I | H | pass | torch.nn eager | torch.nn compiled | pyrnn.torch "
           "eager | pyrnn.torch compiled | pyrnn compiled vs torch.nn compiled |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -103,20 +100,11 @@ def main(models, shapes, rounds: int, compiler: str) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shapes", type=parse_shape, nargs="+",
-                        default=[parse_shape("50x1x32x128"), parse_shape("50x32x128x128")],
-                        help="TxBxIxH shapes (default: 50x1x32x128 50x32x128x128)")
+    add_shape_options(parser, rounds=200, quick_rounds=4)
     parser.add_argument("--models", nargs="+", choices=LAYERS + CELLS, default=LAYERS + CELLS,
                         help="which models (default: all)")
-    parser.add_argument("--rounds", type=int, default=200, help="timed calls per contender")
     parser.add_argument("--compiler", default="inductor",
                         help="torch.compile's backend (default inductor; aot_eager compiles "
                              "fastest)")
-    parser.add_argument("--quick", action="store_true",
-                        help="one tiny shape, 4 rounds (checks that the script runs)")
     args = parser.parse_args()
-    if args.rounds < 1:
-        parser.error(f"--rounds: expected at least 1, got {args.rounds}")
-    if args.quick:
-        args.shapes, args.rounds = [(3, 2, 4, 5)], 4
-    main(args.models, args.shapes, args.rounds, args.compiler)
+    main(args.models, *shapes_and_rounds(parser, args), args.compiler)

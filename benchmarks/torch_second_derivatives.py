@@ -20,7 +20,7 @@ import torch
 import pyrnn
 import pyrnn.torch
 
-from _timing import alternating_medians, parse_shape
+from _timing import add_shape_options, shapes_and_rounds, torch_header, warmed_medians
 
 MODELS = ("LSTM", "GRU")
 
@@ -38,9 +38,7 @@ def make_step(model, x, penalty: bool):
 
 
 def main(models, shapes, rounds: int) -> None:
-    info = pyrnn.backend_info()
-    print(f"pyrnn backend {info['auto']}, torch {torch.__version__}, {torch.get_num_threads()} "
-          f"torch threads; median of {rounds} steps per contender, in alternating blocks\n")
+    print(torch_header(rounds, "steps"))
     print("| model | T | B | I | H | step | torch.nn ms | pyrnn.torch ms | speedup |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name in models:
@@ -51,10 +49,8 @@ def main(models, shapes, rounds: int) -> None:
             ours.load_state_dict(reference.state_dict())
             x = torch.randn(T, B, I)
             for penalty in (True, False):
-                steps = [make_step(m, x, penalty) for m in (reference, ours)]
-                for step in steps:  # warm up
-                    step()
-                ref_s, our_s = alternating_medians(steps, rounds, max(1, min(5, rounds)))
+                ref_s, our_s = warmed_medians([make_step(m, x, penalty) for m in (reference, ours)],
+                                              rounds, block=5)
                 print(f"| {name} | {T} | {B} | {I} | {H} | {'penalty' if penalty else 'plain'} | "
                       f"{ref_s * 1e3:.2f} | {our_s * 1e3:.2f} | {ref_s / our_s:.2f}x |",
                       flush=True)
@@ -62,16 +58,7 @@ def main(models, shapes, rounds: int) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_shape_options(parser, rounds=40, quick_rounds=2)
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
-    parser.add_argument("--shapes", type=parse_shape, nargs="+",
-                        default=[parse_shape("50x1x32x128"), parse_shape("50x32x128x128")],
-                        help="TxBxIxH shapes (default: 50x1x32x128 50x32x128x128)")
-    parser.add_argument("--rounds", type=int, default=40, help="timed steps per contender")
-    parser.add_argument("--quick", action="store_true",
-                        help="one tiny shape, 2 rounds (checks that the script runs)")
     args = parser.parse_args()
-    if args.rounds < 1:
-        parser.error(f"--rounds: expected at least 1, got {args.rounds}")
-    if args.quick:
-        args.shapes, args.rounds = [(3, 2, 4, 5)], 2
-    main(args.models, args.shapes, args.rounds)
+    main(args.models, *shapes_and_rounds(parser, args))
