@@ -5,7 +5,8 @@ pyrnn's fused backward computes outside autograd, so no graph can run through it
 asked for one runs the layer's or cell's forward again through torch's own recurrent operators
 (the ones torch.nn's forward calls), on the same inputs, lengths and dropout masks, and takes
 its gradients through autograd with ``create_graph=True``: torch.nn's gradients and second
-derivatives, at torch.nn's cost, for that backward only.
+derivatives. Such a backward pays for torch's forward and backward on top of pyrnn's forward; a
+plain backward stays pyrnn's.
 """
 
 from __future__ import annotations
