@@ -545,6 +545,45 @@ def test_cell_keeps_no_scratch_between_forward_and_backward(cell, backend, monke
     assert next(iter(reused.arrays.values())) is before
 
 
+@pytest.mark.parametrize("cell", list(LAYERS))
+def test_small_layer_inference_shares_the_threads_workspace(cell, monkeypatch):
+    """A layer without gradients on the C backend takes its thread's reused workspace when that
+    is small (a cell step's too, free between the step's forward and backward, which keeps its
+    saved part apart), and a large one a workspace of its own, not held after the call."""
+    pytest.importorskip("pyrnn._c", reason="the C extension is not built")
+    reused = pyrnn._steps.workspaces
+    monkeypatch.setattr(reused, "arrays", {})
+    f64 = dict(bias=True, dtype=torch.float64)
+    ref_layer, layer = make_pair(LAYERS, dict(cell=cell, **f64), "c", input_size=5,
+                                 hidden_size=40)
+    ref_cell, step = make_pair(CELLS, dict(cell="lstm", **f64), "c", input_size=5,
+                               hidden_size=40)
+    x = torch.randn(7, 3, 5, dtype=torch.float64)
+    n = pt._function.SPECS[layer.mode].workspace_len(pyrnn._backend.resolve("c"), 7, 3, 5, 40,
+                                                      False)
+    with torch.no_grad():
+        layer(x)
+    (ws,) = reused.arrays.values()
+    assert ws.size >= n  # the thread's workspace, grown to the layer's length
+    results = []
+    for cell_model, layer_model in ((ref_cell, ref_layer), (step, layer)):
+        x_leaf, = leaves(x[0])
+        h, c = cell_model(x_leaf)
+        with torch.no_grad():  # between the step's forward and its backward
+            out, _ = layer_model(x)
+        grads = torch.autograd.grad(h.sum() + (c ** 2).sum(), [x_leaf, *cell_model.parameters()])
+        results.append((out, *grads))
+    for got, want in zip(results[1], results[0]):
+        assert rel_err_t(got, want) <= 1e-10
+    monkeypatch.setattr(pt._function, "_REUSED_WORKSPACE_BYTES", n * 8 - 1)
+    with torch.no_grad():
+        assert rel_err_t(layer(x)[0], ref_layer(x)[0]) <= 1e-10
+    monkeypatch.setattr(reused, "arrays", {})
+    with torch.no_grad():
+        layer(x)
+    assert reused.arrays == {}  # the large call's workspace was its own
+
+
 def test_cell_state_modified_in_place_before_backward_raises():
     model = pt.GRUCell(2, 3, backend="numpy")
     x = torch.randn(4, 2, requires_grad=True)
