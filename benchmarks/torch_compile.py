@@ -22,7 +22,6 @@ import warnings
 import torch
 import torch._dynamo
 
-import pyrnn
 import pyrnn.torch
 
 from _timing import add_shape_options, alternating_medians, shapes_and_rounds, torch_header

@@ -17,7 +17,6 @@ import argparse
 
 import torch
 
-import pyrnn
 import pyrnn.torch
 
 from _timing import add_shape_options, shapes_and_rounds, torch_header, warmed_medians
