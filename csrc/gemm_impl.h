@@ -284,6 +284,18 @@ static void FN(pack_panels)(const real *w, int64_t K, int64_t H, int64_t width, 
 #define GEMM_NR (GEMM_NV * VW)
 #define GEMM_MR MR_FOR(GEMM_NV)
 #define GEMM_MC (49152 / (GEMM_KC * (int)sizeof(real)) / GEMM_MR * GEMM_MR)
+/* An operand is read where it is, unpacked, when its layout is what the micro-kernel reads
+ * (A with rsa 1, B with csb 1), A and B have at most GEMM_UNPACKED_BYTES together (the L2 of
+ * the machine measured), so they stay in a core's L2, and its lines (a row of B, a column of
+ * A) are at most GEMM_UNPACKED_STRIDE bytes apart, so the kc of them a micro-tile reads spread
+ * over at least a quarter of L1's sets (lines 1 KiB or more apart share a sixteenth or less of
+ * them and evict one another). On one core (benchmarks/kernel_parts.c `gemm`, AMD Zen 3, 32
+ * KiB L1, 512 KiB L2): RNN 100x1x32x64's weight gradients, 64 x 32 and 64 x 64 over K = 100,
+ * 53-69 GFLOP/s packed, 77-93 unpacked (its forward+backward 0.94-0.95 of the time:
+ * benchmarks/RESULTS.md); a one-step LSTM call's dw_ih at B=32 I=H=512, dg^T 8 KiB a column,
+ * 77-78 packed and 50-68 unpacked. */
+#define GEMM_UNPACKED_BYTES (512 << 10)
+#define GEMM_UNPACKED_STRIDE 256
 
 struct FN(gemm) {
     int64_t M, N, K;
@@ -364,12 +376,19 @@ static void FN(gemm_body)(void *ctx, int tid, int nth)
     pyrnn_share(nmb, tid, nth, &m0, &m1);
     const int64_t pb = split_n ? p0 : 0, pe = split_n ? p1 : npan;
     const int64_t mb = split_n ? 0 : m0, me = split_n ? nmb : m1;
+    const int small = (g->M + g->N) * g->K * (int64_t)sizeof(real) <= GEMM_UNPACKED_BYTES;
     /* B's whole panels read where they are when its rows run along n and A is one row block
      * (split_n: each thread reads its own panels): packed, each would be copied for the one
      * block that reads it. A one-step call of B=32 copied its weights whole so (dx, dh0: K =
      * G*H; LSTM T=1 B=32 I=H=512 fwd+bwd 0.76-0.78 of the time without it, GRU 0.74:
-     * benchmarks/RESULTS.md). */
-    const int in_place = g->csb == 1 && nmb == 1;
+     * benchmarks/RESULTS.md). Small ones with close rows are read in place too. */
+    const int in_place =
+        g->csb == 1 &&
+        (nmb == 1 || (small && g->rsb * (int64_t)sizeof(real) <= GEMM_UNPACKED_STRIDE));
+    /* A with its columns along m (rsa 1: the weight gradients' dg^T) is what the micro-kernel
+     * reads, k-major: a small one with close columns is not packed. */
+    const int a_in_place =
+        g->rsa == 1 && small && g->csa * (int64_t)sizeof(real) <= GEMM_UNPACKED_STRIDE;
     /* With one row block, no thread reads another's panels either: each is packed right
      * before its products, into the thread's one slot, where it is still in L1, and the team
      * needs no barrier. Packed all first, a one-step call of B=32 wrote its transposed
@@ -391,7 +410,7 @@ static void FN(gemm_body)(void *ctx, int tid, int nth)
         }
         for (int64_t ib = mb; ib < me; ib++) {
             const int64_t i0 = ib * GEMM_MC, mc = g->M - i0 < GEMM_MC ? g->M - i0 : GEMM_MC;
-            FN(pack_a)(g, i0, mc, k0, kc, apack);
+            if (!a_in_place) FN(pack_a)(g, i0, mc, k0, kc, apack);
             for (int64_t p = pb; p < pe; p++) {
                 const int64_t n0 = p * GEMM_NR;
                 const int64_t nr = g->N - n0 < GEMM_NR ? g->N - n0 : GEMM_NR;
@@ -404,16 +423,17 @@ static void FN(gemm_body)(void *ctx, int tid, int nth)
                 for (int64_t i = 0; i < mc; i += GEMM_MR) {
                     const int mr = mc - i < GEMM_MR ? (int)(mc - i) : GEMM_MR;
                     real *cp = g->C + (i0 + i) * g->ldc + n0;
-                    const real *ap = apack + i * kc;
+                    const real *ap = a_in_place ? g->A + i0 + i + k0 * g->csa : apack + i * kc;
+                    const int64_t lda = a_in_place ? g->csa : GEMM_MR;
                     if (nr == GEMM_NR) {
-                        FN(mk)(mr, GEMM_NV, kc, ap, GEMM_MR, bp, ldb, cp, g->ldc, load,
+                        FN(mk)(mr, GEMM_NV, kc, ap, lda, bp, ldb, cp, g->ldc, load,
                                (const char *)bp, 0);
                         continue;
                     }
                     /* the last, partial panel goes through a full-width tile */
                     for (int r = 0; r < mr && load; r++)
                         memcpy(ctile + r * GEMM_NR, cp + r * g->ldc, (size_t)nr * sizeof(real));
-                    FN(mk)(mr, GEMM_NV, kc, ap, GEMM_MR, bp, GEMM_NR, ctile, GEMM_NR, load,
+                    FN(mk)(mr, GEMM_NV, kc, ap, lda, bp, GEMM_NR, ctile, GEMM_NR, load,
                            (const char *)bp, 0);
                     for (int r = 0; r < mr; r++)
                         memcpy(cp + r * g->ldc, ctile + r * GEMM_NR, (size_t)nr * sizeof(real));

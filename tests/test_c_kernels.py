@@ -284,6 +284,23 @@ def test_one_step_and_few_row_calls(cell, dtype, threads, threads_restored):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("cell", CELLS, ids=cell_id)
+def test_weight_gradients_packed_past_the_unpacked_size(cell, threads, threads_restored):
+    """The GEMMs read small operands with close rows where they are (gemm_impl.h
+    GEMM_UNPACKED_BYTES, GEMM_UNPACKED_STRIDE), as most cases here do; T*B = 640 rows of I = 96
+    and H = 120 make the weight gradients' larger than 512 KiB (dw_hh: (G*H + H) * 640 floats)
+    and their rows farther apart, so they pack A and B, against the reference."""
+    kind, flags = cell
+    pyrnn.set_num_threads(threads)
+    p = make_problem(kind, 40, 16, 96, 120, np.float32, "spread", True, True, seed=5)
+    got = run(_c, kind, flags, p, False, True)
+    assert_close(got, run(ref, kind, flags, p, False, True), TOL[np.float32])
+    q = make_problem(kind, 40, 16, 96, 120, np.float64, "spread", True, True, seed=5)
+    assert_close(run(_c, kind, flags, q, False, True), run(ref, kind, flags, q, False, True),
+                 TOL[np.float64])
+
+
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_batch_1_lstm_with_more_blocks_than_its_held_biases(dtype, threads, threads_restored):
     """Batch 1 holds a thread's bias sums for up to 64 unit blocks (lstm_impl.h); H = 1100 is
