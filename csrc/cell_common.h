@@ -292,15 +292,25 @@ static inline void FN(prefetch)(const real *p, int64_t n, int write)
     }
 }
 
-/* The weight-gradient GEMMs of backward, shared by every cell:
- *     dx = dg @ w_ih;  dw_ih = dg^T @ x;  db = column sums of dg (when db is not NULL)
+/* The input side's GEMMs of backward, shared by every cell, each where its result is asked for
+ * (not NULL: a caller that needs no dx or dw_ih saves its GEMM):
+ *     dx = dg @ w_ih;  dw_ih = dg^T @ x
  * dg: [T*B, GH] gate gradients (ldg = GH); x: [T*B, I]. */
 static void FN(input_grads)(int64_t TB, int64_t I, int64_t GH, const real *dg, const real *w_ih,
-                            const real *x, real *dx, real *dw_ih, real *db, real *bpack)
+                            const real *x, real *dx, real *dw_ih, real *bpack)
 {
-    FN(gemm_run)(TB, I, GH, dg, GH, 1, w_ih, I, 1, dx, I, 0, bpack);
-    FN(gemm_run)(GH, I, TB, dg, 1, GH, x, I, 1, dw_ih, I, 0, bpack);
-    if (db) FN(column_sums)(TB, GH, dg, GH, db);
+    if (dx) FN(gemm_run)(TB, I, GH, dg, GH, 1, w_ih, I, 1, dx, I, 0, bpack);
+    if (dw_ih) FN(gemm_run)(GH, I, TB, dg, 1, GH, x, I, 1, dw_ih, I, 0, bpack);
+}
+
+/* Bias gradients that are both the column sums of dg [TB, GH]: into db and a copy into
+ * db_copy, each where it is asked for (not NULL). */
+static void FN(bias_grads)(int64_t TB, int64_t GH, const real *dg, real *db, real *db_copy)
+{
+    real *first = db ? db : db_copy;
+    if (!first) return;
+    FN(column_sums)(TB, GH, dg, GH, first);
+    if (db && db_copy) memcpy(db_copy, db, (size_t)GH * sizeof(real));
 }
 
 /* A one-step call (T = 1) makes one recurrent product, h0 @ w_hh^T. The RNN and the LSTM add it

@@ -71,11 +71,10 @@ void pyrnn_barrier(int nth);
 /* PYRNN_OK when sizes are >= 1 and small enough that every workspace offset fits int64. */
 int pyrnn_check_sizes(int64_t T, int64_t B, int64_t I, int64_t H);
 /* Everything an entry point checks: sizes, the n_required pointers non-NULL, b_ih and b_hh
- * both given or both NULL, with a bias the two bias gradients non-NULL (bias_grads, when not
- * NULL, points at them), lengths (NULL or each in 1..T). Returns a status. */
+ * both given or both NULL, lengths (NULL or each in 1..T). Returns a status. */
 int pyrnn_check_call(int64_t T, int64_t B, int64_t I, int64_t H, const void *const *required,
                      int n_required, const void *b_ih, const void *b_hh,
-                     const void *const *bias_grads, const int64_t *lengths);
+                     const int64_t *lengths);
 
 /* ---- the per-call argument block and kernel tables, one per data type ---- */
 #define real float

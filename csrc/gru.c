@@ -35,7 +35,7 @@
                                 real *workspace)                                                \
     {                                                                                           \
         const void *required[] = {x, w_ih, w_hh, y, h_n, workspace};                            \
-        const int st = pyrnn_check_call(T, B, I, H, required, 6, b_ih, b_hh, NULL, lengths);    \
+        const int st = pyrnn_check_call(T, B, I, H, required, 6, b_ih, b_hh, lengths);          \
         if (st != PYRNN_OK) return st;                                                          \
         const struct pyrnn_call_##SFX c = {                                                     \
             .T = T, .B = B, .I = I, .H = H, .reverse = !!reverse, .training = !!training,       \
@@ -52,10 +52,8 @@
                                  const real *dh_n, real *dx, real *dh0, real *dw_ih,            \
                                  real *dw_hh, real *db_ih, real *db_hh, real *workspace)        \
     {                                                                                           \
-        const void *required[] = {x, w_ih, w_hh, dy, dx, dh0, dw_ih, dw_hh, workspace};         \
-        const void *bias_grads[] = {db_ih, db_hh};                                              \
-        const int st = pyrnn_check_call(T, B, I, H, required, 9, b_ih, b_hh, bias_grads,       \
-                                        lengths);                                               \
+        const void *required[] = {x, w_ih, w_hh, dy, workspace};                                \
+        const int st = pyrnn_check_call(T, B, I, H, required, 5, b_ih, b_hh, lengths);          \
         if (st != PYRNN_OK) return st;                                                          \
         const struct pyrnn_call_##SFX c = {                                                     \
             .T = T, .B = B, .I = I, .H = H, .reverse = !!reverse, .training = 1,                \

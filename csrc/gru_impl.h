@@ -413,11 +413,11 @@ static void FN(gru_backward_team)(void *vctx, int tid, int nth)
             pyrnn_barrier(nth);
         }
         /* dh_prev += [dgh @ w_hh] (reset_after), [dgx_r, dgx_z] @ w_hrz (reset_before) */
-        if (!x->folded)
+        if (!x->folded && (s + 1 < T || c->dh0))
             FN(dh_update)(c, t, x->nblk, q0, q1, s, reset_after ? G * H : 2 * H, G * H, dgT,
                           wpack, acc, dh, 1);
     }
-    for (int64_t b = 0; b < B; b++)
+    for (int64_t b = 0; b < B && c->dh0; b++)
         memcpy(c->dh0 + b * H + j0, dh + b * H + j0, (size_t)(j1 - j0) * sizeof(real));
 }
 
@@ -429,17 +429,24 @@ static void FN(gru_backward)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c)
     const int nth = FN(loop_threads)(3, T, B, H, x.nblk);
     pyrnn_team(nth, FN(gru_backward_team), &x);
 
-    // 2. weight gradients and dx, each one GEMM over all steps
+    // 2. weight gradients and dx, each one GEMM over all steps (those asked for)
     real *bpack = x.r.tail.bpack;
-    if (x.folded) FN(unfold_one_step)(c, 3, x.r.dgh, 1, bpack);  /* onto dh0's z part */
-    FN(input_grads)(TB, I, 3 * H, x.r.dgx, c->w_ih, c->x, c->dx, c->dw_ih, c->db_ih, bpack);
+    if (x.folded && c->dh0)  /* onto dh0's z part */
+        FN(unfold_one_step)(c, 3, x.r.dgh, 1, bpack);
+    FN(input_grads)(TB, I, 3 * H, x.r.dgx, c->w_ih, c->x, c->dx, c->dw_ih, bpack);
     if (c->flag) {
-        FN(gemm_run)(3 * H, H, TB, x.r.dgh, 1, 3 * H, x.r.hprev, H, 1, c->dw_hh, H, 0, bpack);
-        if (c->db_hh) FN(column_sums)(TB, 3 * H, x.r.dgh, 3 * H, c->db_hh);
+        if (c->dw_hh)
+            FN(gemm_run)(3 * H, H, TB, x.r.dgh, 1, 3 * H, x.r.hprev, H, 1, c->dw_hh, H, 0,
+                         bpack);
+        FN(bias_grads)(TB, 3 * H, x.r.dgx, c->db_ih, NULL);
+        FN(bias_grads)(TB, 3 * H, x.r.dgh, c->db_hh, NULL);
     } else {
-        FN(gemm_run)(2 * H, H, TB, x.r.dgh, 1, 3 * H, x.r.hprev, H, 1, c->dw_hh, H, 0, bpack);
-        FN(gemm_run)(H, H, TB, x.r.dgh + 2 * H, 1, 3 * H, x.r.extra, H, 1, c->dw_hh + 2 * H * H,
-                     H, 0, bpack);
-        if (c->db_hh) memcpy(c->db_hh, c->db_ih, (size_t)(3 * H) * sizeof(real));
+        if (c->dw_hh) {
+            FN(gemm_run)(2 * H, H, TB, x.r.dgh, 1, 3 * H, x.r.hprev, H, 1, c->dw_hh, H, 0,
+                         bpack);
+            FN(gemm_run)(H, H, TB, x.r.dgh + 2 * H, 1, 3 * H, x.r.extra, H, 1,
+                         c->dw_hh + 2 * H * H, H, 0, bpack);
+        }
+        FN(bias_grads)(TB, 3 * H, x.r.dgx, c->db_ih, c->db_hh);
     }
 }

@@ -34,7 +34,7 @@
                                  real *c_n, real *workspace)                                    \
     {                                                                                           \
         const void *required[] = {x, w_ih, w_hh, y, h_n, c_n, workspace};                       \
-        const int st = pyrnn_check_call(T, B, I, H, required, 7, b_ih, b_hh, NULL, lengths);    \
+        const int st = pyrnn_check_call(T, B, I, H, required, 7, b_ih, b_hh, lengths);          \
         if (st != PYRNN_OK) return st;                                                          \
         const struct pyrnn_call_##SFX c = {                                                     \
             .T = T, .B = B, .I = I, .H = H, .reverse = !!reverse, .training = !!training,       \
@@ -53,10 +53,8 @@
                                   real *dc0, real *dw_ih, real *dw_hh, real *db_ih,             \
                                   real *db_hh, real *workspace)                                 \
     {                                                                                           \
-        const void *required[] = {x, w_ih, w_hh, dy, dx, dh0, dc0, dw_ih, dw_hh, workspace};    \
-        const void *bias_grads[] = {db_ih, db_hh};                                              \
-        const int st = pyrnn_check_call(T, B, I, H, required, 10, b_ih, b_hh, bias_grads,      \
-                                        lengths);                                               \
+        const void *required[] = {x, w_ih, w_hh, dy, workspace};                                \
+        const int st = pyrnn_check_call(T, B, I, H, required, 5, b_ih, b_hh, lengths);          \
         if (st != PYRNN_OK) return st;                                                          \
         const struct pyrnn_call_##SFX c = {                                                     \
             .T = T, .B = B, .I = I, .H = H, .reverse = !!reverse, .training = 1, .x = x,        \

@@ -313,13 +313,14 @@ static void FN(lstm_backward_team)(void *vctx, int tid, int nth)
             FN(dgates_batch)(x, c, G, FN(lstm_dgate), FN(lstm_prefetch_row), dgates, 0, s,
                              t, u0, u1, dgT);
         pyrnn_barrier(nth);
-        if (!x->folded)
+        if (!x->folded && (s + 1 < T || c->dh0))
             FN(dh_update)(c, t, x->nblk, q0, q1, s, G * H, G * H, dgT, wpack, acc, dh, 0);
     }
     for (int64_t b = 0; b < B; b++) {
-        if (!x->folded)
+        if (!x->folded && c->dh0)
             memcpy(c->dh0 + b * H + j0, dh + b * H + j0, (size_t)(j1 - j0) * sizeof(real));
-        memcpy(c->dc0 + b * H + j0, dc + b * H + j0, (size_t)(j1 - j0) * sizeof(real));
+        if (c->dc0)
+            memcpy(c->dc0 + b * H + j0, dc + b * H + j0, (size_t)(j1 - j0) * sizeof(real));
     }
 }
 
@@ -331,11 +332,12 @@ static void FN(lstm_backward)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c)
     const int nth = FN(loop_threads)(4, T, B, H, x.nblk);
     pyrnn_team(nth, FN(lstm_backward_team), &x);
 
-    // 2. weight gradients and dx, each one GEMM over all steps
+    // 2. weight gradients and dx, each one GEMM over all steps (those asked for)
     real *bpack = x.r.tail.bpack;
-    if (x.folded) FN(unfold_one_step)(c, 4, x.r.dgates, 0, bpack);
-    FN(input_grads)(T * B, I, 4 * H, x.r.dgates, c->w_ih, c->x, c->dx, c->dw_ih, c->db_ih,
-                    bpack);
-    FN(gemm_run)(4 * H, H, T * B, x.r.dgates, 1, 4 * H, x.r.hprev, H, 1, c->dw_hh, H, 0, bpack);
-    if (c->db_ih) memcpy(c->db_hh, c->db_ih, (size_t)(4 * H) * sizeof(real));
+    if (x.folded && c->dh0) FN(unfold_one_step)(c, 4, x.r.dgates, 0, bpack);
+    FN(input_grads)(T * B, I, 4 * H, x.r.dgates, c->w_ih, c->x, c->dx, c->dw_ih, bpack);
+    if (c->dw_hh)
+        FN(gemm_run)(4 * H, H, T * B, x.r.dgates, 1, 4 * H, x.r.hprev, H, 1, c->dw_hh, H, 0,
+                     bpack);
+    FN(bias_grads)(T * B, 4 * H, x.r.dgates, c->db_ih, c->db_hh);
 }

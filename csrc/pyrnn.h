@@ -51,7 +51,9 @@ int64_t pyrnn_gru_workspace_len(int64_t T, int64_t B, int64_t I, int64_t H, int 
  *   valid step
  *   dy: [T,B,H] gradient of y (ignored past each length); dh_n, dc_n: [B,H], NULL = zeros
  *   dx: [T,B,I]; dh0, dc0: [B,H]; dw_ih: [G*H,I]; dw_hh: [G*H,H]; db_ih, db_hh: [G*H] out,
- *   overwritten (db_* may be NULL when there is no bias, and are then not written)
+ *   overwritten; each may be NULL: that gradient is not computed, and the work that only it
+ *   needs is skipped (a GEMM for dx, dw_ih, dw_hh and a one-step call's dh0, the last step's
+ *   recurrent product for dh0); db_* are not written without a bias
  *   workspace: *_workspace_len(..., training) elements; backward needs the one its training
  *   forward filled
  * Outputs are overwritten, never accumulated. Returns PYRNN_OK or an error status. */

@@ -260,9 +260,10 @@ static void FN(rnn_backward_team)(void *vctx, int tid, int nth)
             FN(dgates_batch)(x, c, 1, FN(rnn_dgate), FN(rnn_prefetch_row), dgates, 0, s,
                              t, u0, u1, dgT);
         pyrnn_barrier(nth);
-        if (!x->folded) FN(dh_update)(c, t, x->nblk, q0, q1, s, H, H, dgT, wpack, acc, dh, 0);
+        if (!x->folded && (s + 1 < T || c->dh0))
+            FN(dh_update)(c, t, x->nblk, q0, q1, s, H, H, dgT, wpack, acc, dh, 0);
     }
-    for (int64_t b = 0; b < B && !x->folded; b++)
+    for (int64_t b = 0; b < B && !x->folded && c->dh0; b++)
         memcpy(c->dh0 + b * H + j0, dh + b * H + j0, (size_t)(j1 - j0) * sizeof(real));
 }
 
@@ -274,10 +275,11 @@ static void FN(rnn_backward)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c)
     const int nth = FN(loop_threads)(1, T, B, H, x.nblk);
     pyrnn_team(nth, FN(rnn_backward_team), &x);
 
-    // 2. weight gradients and dx, each one GEMM over all steps
+    // 2. weight gradients and dx, each one GEMM over all steps (those asked for)
     real *bpack = x.r.tail.bpack;
-    if (x.folded) FN(unfold_one_step)(c, 1, x.r.dgates, 0, bpack);
-    FN(input_grads)(T * B, I, H, x.r.dgates, c->w_ih, c->x, c->dx, c->dw_ih, c->db_ih, bpack);
-    FN(gemm_run)(H, H, T * B, x.r.dgates, 1, H, x.r.hprev, H, 1, c->dw_hh, H, 0, bpack);
-    if (c->db_ih) memcpy(c->db_hh, c->db_ih, (size_t)H * sizeof(real));
+    if (x.folded && c->dh0) FN(unfold_one_step)(c, 1, x.r.dgates, 0, bpack);
+    FN(input_grads)(T * B, I, H, x.r.dgates, c->w_ih, c->x, c->dx, c->dw_ih, bpack);
+    if (c->dw_hh)
+        FN(gemm_run)(H, H, T * B, x.r.dgates, 1, H, x.r.hprev, H, 1, c->dw_hh, H, 0, bpack);
+    FN(bias_grads)(T * B, H, x.r.dgates, c->db_ih, c->db_hh);
 }

@@ -129,6 +129,23 @@ static int64_t ws_len(int cell, int64_t T, int64_t B, int64_t I, int64_t H, int 
                       "%s " #SFX " backward T%lld B%lld I%lld H%lld: status %d or non-finite",   \
                       cell_names[cell], (long long)T, (long long)B, (long long)I, (long long)H,  \
                       st);                                                                       \
+                /* again, every gradient but db_hh left NULL: not computed (pyrnn.h) */          \
+                if (cell == LSTM)                                                                \
+                    st = pyrnn_lstm_backward_##SFX(T, B, I, H, reverse, x, h0, c0, w_ih, w_hh,   \
+                                                   b_ih, b_hh, lengths, dy, dh_n, dc_n, NULL,    \
+                                                   NULL, NULL, NULL, NULL, NULL, db_hh, ws);     \
+                else if (cell >= GRU_AFTER)                                                      \
+                    st = pyrnn_gru_backward_##SFX(T, B, I, H, reverse, cell == GRU_AFTER, x, h0, \
+                                                  w_ih, w_hh, b_ih, b_hh, lengths, dy, dh_n,     \
+                                                  NULL, NULL, NULL, NULL, NULL, db_hh, ws);      \
+                else                                                                             \
+                    st = pyrnn_rnn_backward_##SFX(T, B, I, H, reverse, cell == RNN_RELU, x, h0,  \
+                                                  w_ih, w_hh, b_ih, b_hh, lengths, dy, dh_n,     \
+                                                  NULL, NULL, NULL, NULL, NULL, db_hh, ws);      \
+                CHECK(st == PYRNN_OK && (!db_hh || finite_##SFX(db_hh, GH)),                     \
+                      "%s " #SFX " backward of db_hh alone T%lld B%lld I%lld H%lld: status %d "  \
+                      "or non-finite", cell_names[cell], (long long)T, (long long)B,             \
+                      (long long)I, (long long)H, st);                                           \
             }                                                                                    \
             free(ws);                                                                            \
         }                                                                                        \

@@ -3,14 +3,13 @@
 
 int pyrnn_check_call(int64_t T, int64_t B, int64_t I, int64_t H, const void *const *required,
                      int n_required, const void *b_ih, const void *b_hh,
-                     const void *const *bias_grads, const int64_t *lengths)
+                     const int64_t *lengths)
 {
     const int st = pyrnn_check_sizes(T, B, I, H);
     if (st != PYRNN_OK) return st;
     for (int k = 0; k < n_required; k++)
         if (!required[k]) return PYRNN_ERR_NULL;
     if ((b_ih == NULL) != (b_hh == NULL)) return PYRNN_ERR_NULL;
-    if (b_ih && bias_grads && (!bias_grads[0] || !bias_grads[1])) return PYRNN_ERR_NULL;
     if (lengths)
         for (int64_t b = 0; b < B; b++)
             if (lengths[b] < 1 || lengths[b] > T) return PYRNN_ERR_LENGTHS;

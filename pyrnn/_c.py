@@ -201,19 +201,26 @@ def _backward(cell, x, states, w_ih, w_hh, b_ih, b_hh, lengths, dy, grads_n, wor
     return backward_at(cell, sfx, T, B, I, H, flags, ptrs, b_ih is not None, ws)
 
 
-def backward_at(cell: str, sfx: str, T, B, I, H, flags, ptrs, bias: bool, ws, new=None):
+def backward_at(cell: str, sfx: str, T, B, I, H, flags, ptrs, bias: bool, ws, new=None,
+                wanted=None):
     """The backward kernel on checked pointers (forward's, then dy's and the final states'
     gradients'): dx, d<states>, dw_ih, dw_hh, db_ih, db_hh, new as ``forward_at``'s results
-    (the biases' None without ``bias``)."""
+    (the biases' None without ``bias``). ``wanted``: None for all of them, or a flag for each
+    in that order (the biases' included only with ``bias``); one not wanted is None, and the
+    kernel skips the work only it needs."""
     if new is None:
         new = _NUMPY_OUTPUTS[sfx]
     GH = _GATES[cell] * H
     shapes = [(T, B, I), *[(B, H)] * len(_STATE_NAMES[cell]), (GH, I), (GH, H)]
     if bias:
         shapes += (GH,), (GH,)
+    if wanted is None:
+        wanted = (True,) * len(shapes)
+    elif len(wanted) != len(shapes):
+        raise ValueError(f"wanted: expected {len(shapes)} flags, got {len(wanted)}")
     outs, out_ptrs = [], []
-    for shape in shapes:  # a plain loop: comprehensions cost a call each
-        a, p = new(shape)
+    for shape, want in zip(shapes, wanted):  # a plain loop: comprehensions cost a call each
+        a, p = new(shape) if want else (None, _NULL)
         outs.append(a)
         out_ptrs.append(p)
     if not bias:

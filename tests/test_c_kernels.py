@@ -283,6 +283,50 @@ def test_one_step_and_few_row_calls(cell, dtype, threads, threads_restored):
                     assert_close(run(_c, kind, flags, p, reverse, training), want, TOL[dtype])
 
 
+def backward_asking_for(kind, flags, p, wanted):
+    """A training forward and the backward through ``_c.backward_at``, asking for ``wanted``
+    (a flag for each of dx, the states' gradients, dw_ih, dw_hh, db_ih, db_hh)."""
+    x = p["x"]
+    T, B, I = x.shape
+    H = p["weights"][1].shape[1]
+    sfx = "f32" if x.dtype == np.float32 else "f64"
+    ws = _c.empty(workspace_len(_c, kind, flags, T, B, I, H, True), x.dtype)
+    wsp = _c.workspace_at(sfx, ws)
+
+    def pointers(arrays):
+        return _c.pointers_at(sfx, [None if a is None else a.ctypes.data for a in arrays])
+
+    inputs = pointers([x, *p["states"], *p["weights"]]) + [_c.lengths_at(p["lengths"])]
+    flag_values = [int(v) for v in flags.values()]
+    _c.forward_at(kind, sfx, T, B, I, H, (0, 1, *flag_values), inputs, wsp)
+    grads = pointers([p["dy"], *p["grads_n"]])
+    return _c.backward_at(kind, sfx, T, B, I, H, (0, *flag_values), inputs + grads, True, wsp,
+                          None, wanted)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("cell", CELLS, ids=cell_id)
+def test_backward_computes_only_the_gradients_asked_for(cell, threads, threads_restored):
+    """A gradient passed as NULL is not computed (pyrnn.h), and the others keep their bits:
+    each one left out alone, and each one asked for alone; one-step calls (whose dh0 is a GEMM
+    of its own), batch 1, and a batch with lengths (the last step's product skipped without
+    dh0)."""
+    kind, flags = cell
+    pyrnn.set_num_threads(threads)
+    for T, B, I, H, lengths in [(1, 3, 5, 7, "none"), (6, 1, 8, 17, "none"),
+                                (5, 4, 3, 20, "spread")]:
+        p = make_problem(kind, T, B, I, H, np.float64, lengths, True, True, seed=T + B)
+        full = backward_asking_for(kind, flags, p, None)
+        assert_close(list(full), run(ref, kind, flags, p, False, True)[len(p["states"]) + 1:],
+                     TOL[np.float64])
+        n = len(full)
+        for k in range(n):
+            for wanted in ([j != k for j in range(n)], [j == k for j in range(n)]):
+                got = backward_asking_for(kind, flags, p, wanted)
+                for want, g, a in zip(wanted, got, full):
+                    assert g is None if not want else np.array_equal(g, a), (k, wanted)
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("cell", CELLS, ids=cell_id)
 def test_weight_gradients_packed_past_the_unpacked_size(cell, threads, threads_restored):

@@ -584,6 +584,62 @@ def test_small_layer_inference_shares_the_threads_workspace(cell, monkeypatch):
     assert reused.arrays == {}  # the large call's workspace was its own
 
 
+# (what requires grad: x, the states, the weights and biases) -> what backward_at is asked for
+# (dx, dh0[, dc0], dw_ih, dw_hh, db_ih, db_hh): a raw input, states not given or needing
+# nothing, frozen parameters
+NEEDS = [
+    ((False, None, True, True), (False, False, False, True, True, True, True)),
+    ((True, False, True, True), (True, False, False, True, True, True, True)),
+    ((True, True, False, True), (True, True, True, False, False, True, True)),
+    ((False, True, True, False), (False, True, True, True, True, False, False)),
+]
+
+
+@pytest.mark.parametrize("needs, wanted", NEEDS, ids=["raw-x", "state-no-grad", "frozen-w",
+                                                      "frozen-b"])
+@pytest.mark.parametrize("kind", ["cell", "layer"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_backward_computes_only_what_autograd_needs(cell, kind, needs, wanted, monkeypatch):
+    """By pointer (the C backend), backward asks the kernel only for the gradients autograd
+    needs (the kernel skips their work: a first layer's dx, h0's when it is not given, frozen
+    weights'), and gives torch.nn's gradients for those. needs: whether x, the states (None:
+    not given), the weights, the biases require grad."""
+    pytest.importorskip("pyrnn._c", reason="the C extension is not built")
+    asked = []
+    backward_at = pyrnn._c.backward_at
+
+    def spy(*args):
+        asked.append(args[-1])
+        return backward_at(*args)
+
+    monkeypatch.setattr(pyrnn._c, "backward_at", spy)
+    x_grad, state_grad, weight_grad, bias_grad = needs
+    table = CELLS if kind == "cell" else LAYERS
+    ref, ours = make_pair(table, dict(cell=cell, bias=True, dtype=torch.float64), "c",
+                          input_size=3, hidden_size=5)
+    x = torch.randn((4, 3) if kind == "cell" else (6, 4, 3), dtype=torch.float64)
+    n_states = 2 if cell == "lstm" else 1
+    state_shape = (4, 5) if kind == "cell" else (1, 4, 5)
+    states = ([] if state_grad is None else
+              [torch.randn(state_shape, dtype=torch.float64) for _ in range(n_states)])
+    grads = []
+    for model in (ref, ours):
+        for name, p in model.named_parameters():
+            p.requires_grad_(bias_grad if "bias" in name else weight_grad)
+        xin = x.clone().requires_grad_(x_grad)
+        hs = [s.clone().requires_grad_(state_grad) for s in states]
+        hx = None if not hs else (tuple(hs) if cell == "lstm" else hs[0])
+        out = model(xin, hx)
+        out = out[0] if kind == "layer" or cell == "lstm" else out
+        inputs = [t for t in (xin, *hs, *model.parameters()) if t.requires_grad]
+        grads.append(torch.autograd.grad((out ** 2).sum(), inputs))
+    for got, want in zip(grads[1], grads[0]):
+        assert rel_err_t(got, want) <= 1e-10
+    if cell == "gru":  # no cell state: its flag is not in backward_at's order
+        wanted = wanted[:2] + wanted[3:]
+    assert asked == [wanted]
+
+
 def test_cell_state_modified_in_place_before_backward_raises():
     model = pt.GRUCell(2, 3, backend="numpy")
     x = torch.randn(4, 2, requires_grad=True)

@@ -48,15 +48,17 @@ def run_cell(spec: CellSpec, backend: Backend, x, h0, c0, weights, training: boo
     return as_tensor(h, device), None if c is None else as_tensor(c, device), saved
 
 
-def _cell_backward(spec: CellSpec, backend: Backend, saved, tensors, grad_h, grad_c):
+def _cell_backward(spec: CellSpec, backend: Backend, saved, tensors, grad_h, grad_c, needs):
     """dx, dh0, dc0 (None but for LSTM), dw_ih, dw_hh, db_ih, db_hh of a step, as arrays (or
-    tensors). saved: run_cell's; tensors: the step's x, h0, c0 and weights as forward had them."""
+    tensors). saved: run_cell's; tensors: the step's x, h0, c0 and weights as forward had them;
+    needs: autograd's flags for them (by pointer, only those are computed)."""
     x, h0, c0, *weights = tensors
     if grad_h is None:
         grad_h = torch.zeros((x.shape[0], weights[1].shape[-1]), dtype=x.dtype, device=x.device)
     if _pointers.takes(backend, x):
         res = _pointers.backward(spec, backend, x, h0, c0, four_weights(weights), None, False,
-                                 grad_h, None, grad_c, _steps.backward_workspace(backend, *saved))
+                                 grad_h, None, grad_c, _steps.backward_workspace(backend, *saved),
+                                 _pointers.wanted(spec, needs))
         return _steps.split_gradients(spec, res)
     return _steps.step_backward(spec, backend, saved, as_array(grad_h), as_array(grad_c))
 
@@ -84,8 +86,8 @@ class CellFunction(torch.autograd.Function):
         if torch.is_grad_enabled():  # create_graph=True: through torch's operator (_twice)
             return (None, None, *_twice.gradients(partial(_twice.cell_outputs, ctx.spec), tensors,
                                                   ctx.needs_input_grad[2:], (grad_h, grad_c)))
-        results = _cell_backward(ctx.spec, ctx.backend, ctx.kept, tensors, grad_h, grad_c)
-        device = tensors[0].device
         needs = ctx.needs_input_grad[2:]
+        results = _cell_backward(ctx.spec, ctx.backend, ctx.kept, tensors, grad_h, grad_c, needs)
+        device = tensors[0].device
         return (None, None, *(as_tensor(g, device) if need and g is not None else None
                               for g, need in zip(results, needs)))

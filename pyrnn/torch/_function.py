@@ -219,12 +219,12 @@ class LayerFunction(torch.autograd.Function):
         call = ctx.call
         if grad_out is None:
             grad_out = torch.zeros((*x.shape[:2], flat_weights[1].shape[-1]), dtype=x.dtype)
+        needs = ctx.needs_input_grad[1:]
         res = _pointers.backward(call.spec, call.backend, x, h0, c0, four_weights(flat_weights),
                                  call.lengths, False, grad_out, grad_h_n, grad_c_n,
-                                 ctx.workspace)
+                                 ctx.workspace, _pointers.wanted(call.spec, needs))
         dx, dh0, dc0, *grads = _steps.split_gradients(call.spec, res)
-        results = [dx, dh0[None], None if dc0 is None else dc0[None],
+        results = [dx, None if dh0 is None else dh0[None], None if dc0 is None else dc0[None],
                    *grads[:len(flat_weights)]]
-        needs = ctx.needs_input_grad[1:]
         return (None, *(as_tensor(g, x.device) if need and g is not None else None
                         for g, need in zip(results, needs)))

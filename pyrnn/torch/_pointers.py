@@ -113,11 +113,20 @@ def forward(spec: CellSpec, backend: Backend, x, h0, c0, weights, lengths, rever
                                _new_results(c_module, sfx, x.dtype, T * B * H))
 
 
+def wanted(spec: CellSpec, needs) -> tuple:
+    """``backward``'s ``wanted`` from autograd's ``needs_input_grad`` for (x, h0, c0, w_ih,
+    w_hh[, b_ih, b_hh]): the gradients nobody asked for (a first layer's dx, a state's that was
+    not given or needs none, frozen weights') are not computed."""
+    return (needs[0], *(needs[1:3] if spec.has_cell_state else needs[1:2]), *needs[3:])
+
+
 def backward(spec: CellSpec, backend: Backend, x, h0, c0, weights, lengths, reverse: bool,
-             dy, dh_n, dc_n, workspace: np.ndarray):
+             dy, dh_n, dc_n, workspace: np.ndarray, wanted: tuple | None = None):
     """``<cell>_backward`` of what ``forward(training=True)`` left in ``workspace``, on the same
     inputs: dx (x's shape), dh0 [B,H], dc0 [B,H] (LSTM), dw_ih, dw_hh, db_ih, db_hh (None
-    without biases), new as ``forward``'s. dy: y's gradient; dh_n, dc_n: [B,H], [1,B,H] or None."""
+    without biases), new as ``forward``'s. dy: y's gradient; dh_n, dc_n: [B,H], [1,B,H] or None;
+    wanted: a flag for each result in that order (biases' only with biases; None: all), a
+    result not wanted being None."""
     T = x.shape[0] if x.dim() == 3 else 1
     states = (h0, c0) if spec.has_cell_state else (h0,)
     B, I, H = _sizes(spec, x, states, weights, T)
@@ -133,5 +142,8 @@ def backward(spec: CellSpec, backend: Backend, x, h0, c0, weights, lengths, reve
                                inputs + grads[:-1], weights[2] is not None,
                                c_module.workspace_at(sfx, workspace),
                                _new_results(c_module, sfx, x.dtype,
-                                            max(T * B * I, spec.gates * H * max(I, H))))
-    return res if x.dim() == 3 else (res[0][0], *res[1:])
+                                            max(T * B * I, spec.gates * H * max(I, H))),
+                               wanted)
+    if x.dim() == 3 or res[0] is None:
+        return res
+    return (res[0][0], *res[1:])
