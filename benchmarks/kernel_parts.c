@@ -10,7 +10,8 @@
  *   /tmp/kernel_parts peak THREADS               # 12 independent FMA chains per thread
  *   /tmp/kernel_parts tile NV K B                # recur_tile: B rows, nv vectors, depth K
  *   /tmp/kernel_parts gemm M N K LAYOUT          # LAYOUT 0: x @ w^T (input projection),
- *                                                #        1: dgates^T @ h (weight gradients)
+ *                                                #        1: dgates^T @ h (weight gradients),
+ *                                                #        2: dgates @ w (dx)
  *   /tmp/kernel_parts act                        # sigmoid and tanh, ns per 16 values
  *   /tmp/kernel_parts barrier                    # the per-step barrier of a 2-thread team
  *   /tmp/kernel_parts wake MS                    # a plain OpenMP region's second thread
@@ -109,8 +110,10 @@ int main(int argc, char **argv)
             const double t0 = now();
             if (layout == 0)  /* A [M,K] row-major, B given as its transpose [N,K] */
                 gemm_run_f32(M, N, K, A, K, 1, Bm, 1, K, C, N, 0, bpack);
-            else  /* A given as its transpose [K,M], B [K,N] row-major */
+            else if (layout == 1)  /* A given as its transpose [K,M], B [K,N] row-major */
                 gemm_run_f32(M, N, K, A, 1, M, Bm, N, 1, C, N, 0, bpack);
+            else  /* A [M,K] and B [K,N] row-major */
+                gemm_run_f32(M, N, K, A, K, 1, Bm, N, 1, C, N, 0, bpack);
             const double dt = now() - t0;
             if (dt < best) best = dt;
         }
