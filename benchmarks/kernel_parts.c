@@ -9,9 +9,10 @@
  *       csrc/threads.c csrc/status.c -o /tmp/kernel_parts          # [-DKP_AVX2]
  *   /tmp/kernel_parts peak THREADS               # 12 independent FMA chains per thread
  *   /tmp/kernel_parts tile NV K B                # recur_tile: B rows, nv vectors, depth K
- *   /tmp/kernel_parts gemm M N K LAYOUT          # LAYOUT 0: x @ w^T (input projection),
+ *   /tmp/kernel_parts gemm M N K LAYOUT [ROUNDS] # LAYOUT 0: x @ w^T (input projection),
  *                                                #        1: dgates^T @ h (weight gradients),
- *                                                #        2: dgates @ w (dx)
+ *                                                #        2: dgates @ w (dx); the best of
+ *                                                # ROUNDS calls (default 5)
  *   /tmp/kernel_parts act                        # sigmoid and tanh, ns per 16 values
  *   /tmp/kernel_parts barrier                    # the per-step barrier of a 2-thread team
  *   /tmp/kernel_parts wake MS                    # a plain OpenMP region's second thread
@@ -101,12 +102,12 @@ int main(int argc, char **argv)
                1e-9 * flops / best);
         return 0;
     }
-    if (!strcmp(mode, "gemm") && argc == 6) {
+    if (!strcmp(mode, "gemm") && (argc == 6 || argc == 7)) {
         const int64_t M = atol(argv[2]), N = atol(argv[3]), K = atol(argv[4]);
-        const int layout = atoi(argv[5]);
+        const int layout = atoi(argv[5]), rounds = argc == 7 ? atoi(argv[6]) : 5;
         float *A = filled(M * K, 7), *Bm = filled(K * N, 5), *C = filled(M * N, 3);
         float *bpack = filled(PYRNN_GEMM_KC * ((N + 31) / 32 * 32), 1);
-        for (int round = 0; round < 5; round++) {
+        for (int round = 0; round < rounds; round++) {
             const double t0 = now();
             if (layout == 0)  /* A [M,K] row-major, B given as its transpose [N,K] */
                 gemm_run_f32(M, N, K, A, K, 1, Bm, 1, K, C, N, 0, bpack);

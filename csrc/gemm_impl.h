@@ -289,11 +289,11 @@ static void FN(pack_panels)(const real *w, int64_t K, int64_t H, int64_t width, 
  * the machine measured), so they stay in a core's L2, and its lines (a row of B, a column of
  * A) are at most GEMM_UNPACKED_STRIDE bytes apart, so the kc of them a micro-tile reads spread
  * over at least a quarter of L1's sets (lines 1 KiB or more apart share a sixteenth or less of
- * them and evict one another). On one core (benchmarks/kernel_parts.c `gemm`, AMD Zen 3, 32
- * KiB L1, 512 KiB L2): RNN 100x1x32x64's weight gradients, 64 x 32 and 64 x 64 over K = 100,
- * 53-69 GFLOP/s packed, 77-93 unpacked (its forward+backward 0.94-0.95 of the time:
- * benchmarks/RESULTS.md); a one-step LSTM call's dw_ih at B=32 I=H=512, dg^T 8 KiB a column,
- * 77-78 packed and 50-68 unpacked. */
+ * them and evict one another). On one core (benchmarks/kernel_parts.c `gemm`, the best of
+ * 2000 rounds, AMD Zen 3, 32 KiB L1, 512 KiB L2): RNN 100x1x32x64's weight gradients, 64 x 32
+ * and 64 x 64 over K = 100, 53-69 GFLOP/s packed, 77-93 unpacked (its forward+backward
+ * 0.93-0.95 of the time: benchmarks/RESULTS.md); a one-step LSTM call's dw_ih at B=32
+ * I=H=512, dg^T 8 KiB a column, 77-78 packed and 50-68 unpacked. */
 #define GEMM_UNPACKED_BYTES (512 << 10)
 #define GEMM_UNPACKED_STRIDE 256
 
@@ -349,7 +349,7 @@ static void FN(pack_b)(const struct FN(gemm) *g, int64_t p, int64_t k0, int64_t 
     const int64_t n0 = p * GEMM_NR, nr = g->N - n0 < GEMM_NR ? g->N - n0 : GEMM_NR;
     const real *src = g->B + k0 * g->rsb + n0 * g->csb;
     /* whole rows as vectors: memcpy was a call a row (dx's GEMM of a one-step call of B=256
-     * I=H=512, M=256 N=512 K=2048, one core: 75 -> 82-84 GFLOP/s, kernel_parts `gemm` 2) */
+     * I=H=512 on one core, `kernel_parts gemm 256 512 2048 2 2000`: 75-80 -> 85-86 GFLOP/s) */
     if (g->csb == 1 && nr == GEMM_NR) {
         for (int64_t k = 0; k < kc; k++)
 #pragma GCC unroll 4
