@@ -187,9 +187,13 @@ def forward_at(cell: str, sfx: str, T, B, I, H, flags, ptrs, ws, new=None):
 
 
 def _backward(cell, x, states, w_ih, w_hh, b_ih, b_hh, lengths, dy, grads_n, workspace, flags,
-              ws_flags):
+              ws_flags, wanted):
     """Shared body of the three backwards: dx, d<states>, dw_ih, dw_hh, db_ih, db_hh.
-    grads_n: the gradients of the final states (dh_n or dh_n, dc_n), each an array or None."""
+    grads_n: the gradients of the final states (dh_n or dh_n, dc_n), each an array or None;
+    wanted: None, or a flag for each result (the kernel skips those not wanted: None)."""
+    n = len(states) + 5
+    if wanted is not None and len(wanted) != n:
+        raise ValueError(f"wanted: expected {n} flags, got {len(wanted)}")
     T, B, I, H, sfx, ctype, dtype, ptrs = _inputs(cell, x, states, w_ih, w_hh, b_ih, b_hh,
                                                   lengths)
     if dy is None:
@@ -198,7 +202,9 @@ def _backward(cell, x, states, w_ih, w_hh, b_ih, b_hh, lengths, dy, grads_n, wor
     for name, g in zip(_GRAD_NAMES[cell], grads_n):
         ptrs.append(_pointer(ctype, dtype, name, g, (B, H)))
     ws = _workspace(ctype, dtype, workspace, _WORKSPACE_LEN[cell](T, B, I, H, 1, *ws_flags))
-    return backward_at(cell, sfx, T, B, I, H, flags, ptrs, b_ih is not None, ws)
+    bias = b_ih is not None
+    return backward_at(cell, sfx, T, B, I, H, flags, ptrs, bias, ws, None,
+                       wanted if wanted is None or bias else wanted[:-2])
 
 
 def backward_at(cell: str, sfx: str, T, B, I, H, flags, ptrs, bias: bool, ws, new=None,
@@ -279,10 +285,10 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, workspace, *, reverse=Fa
 
 
 def rnn_backward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, dy, dh_n, workspace, *, reverse=False,
-                 relu=False):
+                 relu=False, wanted=None):
     """See :func:`pyrnn.ref.rnn_backward`. Returns dx, dh0, dw_ih, dw_hh, db_ih, db_hh."""
     return _backward("rnn", x, (h0,), w_ih, w_hh, b_ih, b_hh, lengths, dy,
-                     (dh_n,), workspace, (int(reverse), int(relu)), ())
+                     (dh_n,), workspace, (int(reverse), int(relu)), (), wanted)
 
 
 def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, workspace, *, reverse=False,
@@ -293,10 +299,10 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, workspace, *, rever
 
 
 def lstm_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, dy, dh_n, dc_n, workspace, *,
-                  reverse=False):
+                  reverse=False, wanted=None):
     """See :func:`pyrnn.ref.lstm_backward`. Returns dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh."""
     return _backward("lstm", x, (h0, c0), w_ih, w_hh, b_ih, b_hh, lengths, dy,
-                     (dh_n, dc_n), workspace, (int(reverse),), ())
+                     (dh_n, dc_n), workspace, (int(reverse),), (), wanted)
 
 
 def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, workspace, *, reverse=False,
@@ -308,11 +314,11 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, workspace, *, reverse=Fa
 
 
 def gru_backward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, dy, dh_n, workspace, *, reverse=False,
-                 reset_after=True):
+                 reset_after=True, wanted=None):
     """See :func:`pyrnn.ref.gru_backward`. Returns dx, dh0, dw_ih, dw_hh, db_ih, db_hh."""
     return _backward("gru", x, (h0,), w_ih, w_hh, b_ih, b_hh, lengths, dy,
                      (dh_n,), workspace, (int(reverse), int(reset_after)),
-                     (int(reset_after),))
+                     (int(reset_after),), wanted)
 
 
 def set_num_threads(n: int) -> None:

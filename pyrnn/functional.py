@@ -74,11 +74,14 @@ class CellSpec:
                                            **self._flag_kwargs)
 
     def backward(self, be: Backend, x, h0, c0, weights, lengths, dy, dh_n, dc_n, workspace,
-                 reverse):
+                 reverse, wanted=None):
+        """The backend's backward; ``wanted`` (None: every gradient) is passed on only when
+        given, so a backend without it still serves calls that need everything."""
         states = (h0, c0) if self.has_cell_state else (h0,)
         grads_n = (dh_n, dc_n) if self.has_cell_state else (dh_n,)
+        options = self._flag_kwargs if wanted is None else {**self._flag_kwargs, "wanted": wanted}
         return getattr(be, self._names[2])(x, *states, *weights, lengths, dy, *grads_n,
-                                           workspace, reverse=reverse, **self._flag_kwargs)
+                                           workspace, reverse=reverse, **options)
 
 
 @dataclass
@@ -150,12 +153,15 @@ def stack_forward(spec: CellSpec, be: Backend, weights, x, h0, c0, lengths, *, t
     return layer_in, ops.stack(h_n), ops.stack(c_n) if spec.has_cell_state else None, ctx
 
 
-def stack_backward(ctx: StackContext, grad_out, grad_h_n, grad_c_n):
+def stack_backward(ctx: StackContext, grad_out, grad_h_n, grad_c_n, needs=None):
     """Gradients through a stack_forward(training=True) call.
 
     grad_out: [T,B,D*H] (ignored past each length); grad_h_n, grad_c_n: [L*D,B,H] or None, on
     the forward's side. Returns dx [T,B,I], dh0 [L*D,B,H], dc0 (or None), grads
     [layer][direction] -> (dw_ih, dw_hh, db_ih, db_hh).
+    needs: None for all of them, or (x, h0, c0, [layer][direction] -> four flags for the
+    weights) saying which are needed; the others are None (the first layer's dx, the states',
+    a layer-direction's weights'), and the backends skip what they can of their work.
     """
     spec, be, ops = ctx.spec, ctx.backend, ctx.ops
     H = ctx.shape[2]
@@ -173,8 +179,13 @@ def stack_backward(ctx: StackContext, grad_out, grad_h_n, grad_c_n):
             dy = d_out if D == 1 else ops.take_last(d_out, direction * H, (direction + 1) * H)
             dh_n = None if grad_h_n is None else grad_h_n[k]
             dc_n = None if grad_c_n is None else grad_c_n[k]
+            wanted = None
+            if needs is not None:
+                x_needed, h0_needed, c0_needed, weights_needed = needs
+                states = (h0_needed, c0_needed) if spec.has_cell_state else (h0_needed,)
+                wanted = (layer > 0 or x_needed, *states, *weights_needed[layer][direction])
             res = spec.backward(be, s.x, s.h0, s.c0, ctx.weights[layer][direction], ctx.lengths,
-                                dy, dh_n, dc_n, s.workspace, direction == 1)
+                                dy, dh_n, dc_n, s.workspace, direction == 1, wanted)
             dx = res[0]
             dh0[k] = res[1]
             if spec.has_cell_state:
@@ -182,4 +193,6 @@ def stack_backward(ctx: StackContext, grad_out, grad_h_n, grad_c_n):
             grads[layer][direction] = tuple(res[-4:])
             d_in = dx if d_in is None else ops.add(d_in, dx)
         d_out = d_in
-    return d_out, ops.stack(dh0), ops.stack(dc0) if spec.has_cell_state else None, grads
+    dh0 = None if dh0[0] is None else ops.stack(dh0)
+    dc0 = None if not spec.has_cell_state or dc0[0] is None else ops.stack(dc0)
+    return d_out, dh0, dc0, grads

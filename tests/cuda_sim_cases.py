@@ -138,6 +138,26 @@ def test_matches_reference(variant, dtype, setting, path):
     assert_close(backward(cu, case, ws_cuda), backward(ref, case, ws_ref), dtype, "backward")
 
 
+@pytest.mark.parametrize("variant", ["lstm", "gru_reset_after", "rnn_tanh"])
+def test_backward_returns_only_the_wanted_gradients(variant):
+    """``wanted`` (a flag per result): those not wanted are None, the others the reference's."""
+    dtype = np.float64
+    case = make_case(variant, dtype, "fwd-bias-lengths-h0")
+    n = workspace_len(case, True)
+    ws_ref, ws_cuda = np.zeros(n, dtype), np.zeros(n, dtype)
+    forward(ref, case, ws_ref, True)
+    forward(cu, case, ws_cuda, True)
+    count = len(case.states) + 5
+    for wanted in ([k % 2 == 0 for k in range(count)], [k % 2 == 1 for k in range(count)]):
+        args = (case.x, *case.states, *case.weights, case.lengths, case.dy, *case.grads_n)
+        got = getattr(cu, f"{case.cell}_backward")(*args, ws_cuda, reverse=case.reverse,
+                                                    wanted=wanted, **case.flags)
+        want = getattr(ref, f"{case.cell}_backward")(*args, ws_ref, reverse=case.reverse,
+                                                     wanted=wanted, **case.flags)
+        assert [g is None for g in want] == [not w for w in wanted]
+        assert_close(got, want, dtype, "backward")
+
+
 @pytest.mark.parametrize("variant", ["lstm", "gru_reset_before", "rnn_relu"])
 def test_device_arrays_in_and_out(variant, path):
     """Device-array inputs give device-array results, and the same numbers."""

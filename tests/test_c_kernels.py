@@ -327,6 +327,31 @@ def test_backward_computes_only_the_gradients_asked_for(cell, threads, threads_r
                     assert g is None if not want else np.array_equal(g, a), (k, wanted)
 
 
+@pytest.mark.parametrize("cell", CELLS, ids=cell_id)
+def test_backends_return_only_the_wanted_gradients(cell):
+    """Every backend's ``<cell>_backward(..., wanted=...)``: a flag per result, those not wanted
+    None, the others as in the full call (the C backend's bit for bit: it skips the work of
+    the rest), without biases too; a wrong count raises."""
+    kind, flags = cell
+    for bias in (True, False):
+        p = make_problem(kind, 4, 3, 5, 6, np.float64, "spread", bias, True, seed=9)
+        n_states = len(p["states"])
+        for be in (_c, ref):
+            ws = np.empty(workspace_len(be, kind, flags, 4, 3, 5, 6, True), np.float64)
+            args = (p["x"], *p["states"], *p["weights"], p["lengths"])
+            getattr(be, f"{kind}_forward")(*args, ws, training=True, **flags)
+            back = getattr(be, f"{kind}_backward")
+            grads = (p["dy"], *p["grads_n"], ws)
+            full = back(*args, *grads, **flags)
+            for wanted in ([k % 2 == 0 for k in range(n_states + 5)],
+                           [k % 2 == 1 for k in range(n_states + 5)]):
+                got = back(*args, *grads, wanted=wanted, **flags)
+                for want, g, a in zip(wanted, got, full):
+                    assert g is None if not want or a is None else np.array_equal(g, a)
+            with pytest.raises(ValueError, match="wanted: expected"):
+                back(*args, *grads, wanted=[True] * 3, **flags)
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("cell", CELLS, ids=cell_id)
 def test_weight_gradients_packed_past_the_unpacked_size(cell, threads, threads_restored):

@@ -640,6 +640,53 @@ def test_backward_computes_only_what_autograd_needs(cell, kind, needs, wanted, m
     assert asked == [wanted]
 
 
+@pytest.mark.parametrize("needs", [(False, None, True, True), (True, False, False, True),
+                                   (False, True, True, False)],
+                         ids=["raw-x", "frozen-w", "frozen-b"])
+@pytest.mark.parametrize("stack", ["two-layers", "bidirectional"])
+@pytest.mark.parametrize("backend", ["c", "numpy"])
+def test_stack_backward_asks_only_for_what_autograd_needs(backend, stack, needs, monkeypatch):
+    """Deeper and bidirectional layers ask each layer-direction's backward only for what
+    autograd needs: the first layer's dx only when the input requires grad, the states' only
+    when given with requires_grad, no frozen weights'; gradients are torch.nn's."""
+    if backend == "c":
+        pytest.importorskip("pyrnn._c", reason="the C extension is not built")
+    be = pyrnn._backend.resolve(backend)
+    asked = []
+    lstm_backward = be.lstm_backward
+
+    def spy(*args, wanted=None, **kwargs):
+        asked.append(wanted)
+        return lstm_backward(*args, wanted=wanted, **kwargs)
+
+    monkeypatch.setattr(be, "lstm_backward", spy, raising=False)
+    x_grad, state_grad, weight_grad, bias_grad = needs
+    layers, directions = (2, 1) if stack == "two-layers" else (1, 2)
+    ref = nn.LSTM(3, 5, layers, bidirectional=directions == 2, dtype=torch.float64)
+    ours = pt.LSTM(3, 5, layers, bidirectional=directions == 2, dtype=torch.float64,
+                   backend=backend)
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(6, 4, 3, dtype=torch.float64)
+    states = ([] if state_grad is None else
+              [torch.randn(layers * directions, 4, 5, dtype=torch.float64) for _ in range(2)])
+    grads = []
+    for model in (ref, ours):
+        for name, p in model.named_parameters():
+            p.requires_grad_(bias_grad if "bias" in name else weight_grad)
+        xin = x.clone().requires_grad_(x_grad)
+        hs = [s.clone().requires_grad_(state_grad) for s in states]
+        out, _ = model(xin, tuple(hs) if hs else None)
+        inputs = [t for t in (xin, *hs, *model.parameters()) if t.requires_grad]
+        grads.append(torch.autograd.grad((out ** 2).sum(), inputs))
+    for got, want in zip(grads[1], grads[0]):
+        assert rel_err_t(got, want) <= 1e-10
+    weights = (weight_grad, weight_grad, bias_grad, bias_grad)
+    states_wanted = (bool(state_grad),) * 2
+    first = [(x_grad, *states_wanted, *weights)] * directions
+    later = [(True, *states_wanted, *weights)] * (layers - 1)
+    assert sorted(asked) == sorted(first + later)
+
+
 def test_cell_state_modified_in_place_before_backward_raises():
     model = pt.GRUCell(2, 3, backend="numpy")
     x = torch.randn(4, 2, requires_grad=True)

@@ -4,6 +4,7 @@ launches (two grid syncs in the persistent kernel)."""
 
 from __future__ import annotations
 
+from ..ref.common import only_wanted
 from ..ref.gru import _workspace as layout
 from ..ref.gru import gru_workspace_len
 from . import _layer as L
@@ -66,7 +67,7 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, workspace, *, reverse=Fa
 
 
 def gru_backward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, dy, dh_n, workspace, *, reverse=False,
-                 reset_after=True):
+                 reset_after=True, wanted=None):
     """Same contract as ``pyrnn.ref.gru_backward``."""
     call = L.Call(x, h0=h0, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh, lengths=lengths, dy=dy,
                   dh_n=dh_n, workspace=workspace)
@@ -107,5 +108,6 @@ def gru_backward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, dy, dh_n, workspace, *,
     dh0 = rt.copy_of(dh)
     call.finish()
     res = call.result
-    return (res(dx), res(dh0.reshape(B, H)), res(dw_ih), res(dw_hh.reshape(3 * H, H)),
-            None if db_ih is None else res(db_ih), None if db_hh is None else res(db_hh))
+    return only_wanted((res(dx), res(dh0.reshape(B, H)), res(dw_ih),
+                        res(dw_hh.reshape(3 * H, H)), None if db_ih is None else res(db_ih),
+                        None if db_hh is None else res(db_hh)), wanted)

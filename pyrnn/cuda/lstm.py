@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..ref.common import only_wanted
 from ..ref.lstm import _workspace as layout
 from ..ref.lstm import lstm_workspace_len
 from . import _layer as L
@@ -47,7 +48,7 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, workspace, *, rever
 
 
 def lstm_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, dy, dh_n, dc_n, workspace, *,
-                  reverse=False):
+                  reverse=False, wanted=None):
     """Same contract as ``pyrnn.ref.lstm_backward``."""
     call = L.Call(x, h0=h0, c0=c0, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh, lengths=lengths,
                   dy=dy, dh_n=dh_n, dc_n=dc_n, workspace=workspace)
@@ -75,6 +76,6 @@ def lstm_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, dy, dh_n, dc_n, wo
     dh0, dc0 = rt.copy_of(dh), rt.copy_of(dc)
     call.finish()
     res = call.result
-    return (res(dx), res(dh0.reshape(B, H)), res(dc0.reshape(B, H)), res(dw_ih),
-            res(dw_hh.reshape(4 * H, H)), None if db is None else res(db),
-            None if db is None else res(rt.copy_of(db)))
+    return only_wanted((res(dx), res(dh0.reshape(B, H)), res(dc0.reshape(B, H)), res(dw_ih),
+                        res(dw_hh.reshape(4 * H, H)), None if db is None else res(db),
+                        None if db is None else res(rt.copy_of(db))), wanted)

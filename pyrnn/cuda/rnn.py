@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..ref.common import only_wanted
 from ..ref.rnn import _workspace as layout
 from ..ref.rnn import rnn_workspace_len
 from . import _layer as L
@@ -43,7 +44,7 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, workspace, *, reverse=Fa
 
 
 def rnn_backward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, dy, dh_n, workspace, *, reverse=False,
-                 relu=False):
+                 relu=False, wanted=None):
     """Same contract as ``pyrnn.ref.rnn_backward``."""
     call = L.Call(x, h0=h0, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh, lengths=lengths, dy=dy,
                   dh_n=dh_n, workspace=workspace)
@@ -69,5 +70,6 @@ def rnn_backward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, dy, dh_n, workspace, *,
     dh0 = rt.copy_of(dh)
     call.finish()
     res = call.result
-    return (res(dx), res(dh0.reshape(B, H)), res(dw_ih), res(dw_hh.reshape(H, H)),
-            None if db is None else res(db), None if db is None else res(rt.copy_of(db)))
+    return only_wanted((res(dx), res(dh0.reshape(B, H)), res(dw_ih), res(dw_hh.reshape(H, H)),
+                        None if db is None else res(db),
+                        None if db is None else res(rt.copy_of(db))), wanted)

@@ -37,6 +37,17 @@ def drelu_from_output(y: np.ndarray) -> np.ndarray:
     return (y > 0).astype(y.dtype)
 
 
+def only_wanted(gradients: tuple, wanted) -> tuple:
+    """A backward's results with those not ``wanted`` made None. wanted: None for all, or one
+    flag per result in their order (dx, dh0[, dc0], dw_ih, dw_hh, db_ih, db_hh); the compiled
+    kernels skip the work of those not wanted, this and the CUDA backend drop them."""
+    if wanted is None:
+        return gradients
+    if len(wanted) != len(gradients):
+        raise ValueError(f"wanted: expected {len(gradients)} flags, got {len(wanted)}")
+    return tuple(g if w else None for g, w in zip(gradients, wanted))
+
+
 def step_order(T: int, reverse: bool) -> range:
     """The order in which a direction visits the steps 0..T-1."""
     return range(T - 1, -1, -1) if reverse else range(T)

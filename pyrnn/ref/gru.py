@@ -27,6 +27,7 @@ from .common import (
     dsigmoid_from_output,
     dtanh_from_output,
     kernel_regions_len,
+    only_wanted,
     sigmoid,
     step_order,
     tanh,
@@ -117,10 +118,11 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, workspace, *, reverse=Fa
 
 
 def gru_backward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, dy, dh_n, workspace, *, reverse=False,
-                 reset_after=True):
+                 reset_after=True, wanted=None):
     """Gradients of a loss through gru_forward(training=True) that filled ``workspace``.
 
     dy: [T,B,H] gradient of y (ignored past each length); dh_n: [B,H] or None.
+    wanted: None, or a flag per result (common.only_wanted): those not wanted are None.
     Returns dx [T,B,I], dh0 [B,H], dw_ih [3H,I], dw_hh [3H,H], db_ih, db_hh [3H] or None.
     """
     T, B, I = x.shape
@@ -166,4 +168,4 @@ def gru_backward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, dy, dh_n, workspace, *,
                                 dgh2[:, 2 * H :].T @ extra.reshape(T * B, H)])
     db_ih = dgx2.sum(axis=0) if b_ih is not None else None
     db_hh = dgh2.sum(axis=0) if b_ih is not None else None
-    return dx, dh.copy(), dw_ih, dw_hh, db_ih, db_hh
+    return only_wanted((dx, dh.copy(), dw_ih, dw_hh, db_ih, db_hh), wanted)

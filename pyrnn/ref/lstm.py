@@ -31,6 +31,7 @@ from .common import (
     dsigmoid_from_output,
     dtanh_from_output,
     kernel_regions_len,
+    only_wanted,
     sigmoid,
     step_order,
     tanh,
@@ -105,10 +106,11 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, workspace, *, rever
 
 
 def lstm_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, dy, dh_n, dc_n, workspace, *,
-                  reverse=False):
+                  reverse=False, wanted=None):
     """Gradients of a loss through lstm_forward(training=True) that filled ``workspace``.
 
     dy: [T,B,H] gradient of y (ignored past each length); dh_n, dc_n: [B,H] or None.
+    wanted: None, or a flag per result (common.only_wanted): those not wanted are None.
     Returns dx [T,B,I], dh0 [B,H], dc0 [B,H], dw_ih [4H,I], dw_hh [4H,H], db_ih, db_hh [4H] or None.
     """
     T, B, I = x.shape
@@ -141,4 +143,5 @@ def lstm_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, dy, dh_n, dc_n, wo
     dw_ih = dg.T @ x.reshape(T * B, I)
     dw_hh = dg.T @ hprev.reshape(T * B, H)
     db = dg.sum(axis=0) if b_ih is not None else None
-    return dx, dh.copy(), dc.copy(), dw_ih, dw_hh, db, None if db is None else db.copy()
+    return only_wanted((dx, dh.copy(), dc.copy(), dw_ih, dw_hh, db,
+                        None if db is None else db.copy()), wanted)

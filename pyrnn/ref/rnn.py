@@ -22,7 +22,15 @@ from __future__ import annotations
 import numpy as np
 
 from . import common
-from .common import ROW_SKEW, STATE_SKEW, carve, kernel_regions_len, step_order, valid_mask
+from .common import (
+    ROW_SKEW,
+    STATE_SKEW,
+    carve,
+    kernel_regions_len,
+    only_wanted,
+    step_order,
+    valid_mask,
+)
 
 
 def rnn_workspace_head_len(T: int, B: int, H: int, training: bool) -> int:
@@ -83,10 +91,11 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, workspace, *, reverse=Fa
 
 
 def rnn_backward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, dy, dh_n, workspace, *, reverse=False,
-                 relu=False):
+                 relu=False, wanted=None):
     """Gradients of a loss through rnn_forward(training=True) that filled ``workspace``.
 
     dy: [T,B,H] gradient of y (ignored past each length); dh_n: [B,H] or None.
+    wanted: None, or a flag per result (common.only_wanted): those not wanted are None.
     Returns dx [T,B,I], dh0 [B,H], dw_ih [H,I], dw_hh [H,H], db_ih [H] or None, db_hh [H] or None.
     """
     T, B, I = x.shape
@@ -109,4 +118,5 @@ def rnn_backward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, dy, dh_n, workspace, *,
     dw_ih = dg.T @ x.reshape(T * B, I)
     dw_hh = dg.T @ hprev.reshape(T * B, H)
     db = dg.sum(axis=0) if b_ih is not None else None
-    return dx, dh.copy(), dw_ih, dw_hh, db, None if db is None else db.copy()
+    return only_wanted((dx, dh.copy(), dw_ih, dw_hh, db, None if db is None else db.copy()),
+                       wanted)

@@ -133,12 +133,17 @@ class StackFunction(torch.autograd.Function):
             T, B, H = stack.shape
             grad_out = torch.zeros((T, B, call.num_directions * H), dtype=x.dtype,
                                    device=x.device)
+        needs = ctx.needs_input_grad[1:]
+        # what autograd needs, so that the backends skip the rest (a model's input, states
+        # given without requires_grad, frozen weights)
+        weights_needed = [[tuple(bool(f) for f in group) for group in layer]
+                          for layer in call.nest(list(needs[3:]))]
         dx, dh0, dc0, grads = stack_backward(
             stack, *(as_array(g if g is None else g.contiguous())
-                     for g in (grad_out, grad_h_n, grad_c_n)))
+                     for g in (grad_out, grad_h_n, grad_c_n)),
+            needs=(needs[0], needs[1], needs[2], weights_needed))
         flat = call.flatten(grads)
         results = [dx, dh0, dc0, *flat]
-        needs = ctx.needs_input_grad[1:]
         return (None, *(as_tensor(g, x.device) if need and g is not None else None
                         for g, need in zip(results, needs)))
 
