@@ -584,6 +584,22 @@ def test_small_layer_inference_shares_the_threads_workspace(cell, monkeypatch):
     assert reused.arrays == {}  # the large call's workspace was its own
 
 
+def gradients_needing(models, needs, x, states, run) -> list:
+    """Each model's gradients of the squared sum of ``run(model, x, states)`` with respect to
+    what requires grad, as ``needs`` says for x, the states, the weights and the biases."""
+    x_grad, state_grad, weight_grad, bias_grad = needs
+    grads = []
+    for model in models:
+        for name, p in model.named_parameters():
+            p.requires_grad_(bias_grad if "bias" in name else weight_grad)
+        xin = x.clone().requires_grad_(x_grad)
+        hs = [s.clone().requires_grad_(state_grad) for s in states]
+        out = run(model, xin, hs)
+        inputs = [t for t in (xin, *hs, *model.parameters()) if t.requires_grad]
+        grads.append(torch.autograd.grad((out ** 2).sum(), inputs))
+    return grads
+
+
 # (what requires grad: x, the states, the weights and biases) -> what backward_at is asked for
 # (dx, dh0[, dc0], dw_ih, dw_hh, db_ih, db_hh): a raw input, states not given or needing
 # nothing, frozen parameters
@@ -613,7 +629,7 @@ def test_backward_computes_only_what_autograd_needs(cell, kind, needs, wanted, m
         return backward_at(*args)
 
     monkeypatch.setattr(pyrnn._c, "backward_at", spy)
-    x_grad, state_grad, weight_grad, bias_grad = needs
+    state_grad = needs[1]
     table = CELLS if kind == "cell" else LAYERS
     ref, ours = make_pair(table, dict(cell=cell, bias=True, dtype=torch.float64), "c",
                           input_size=3, hidden_size=5)
@@ -622,19 +638,13 @@ def test_backward_computes_only_what_autograd_needs(cell, kind, needs, wanted, m
     state_shape = (4, 5) if kind == "cell" else (1, 4, 5)
     states = ([] if state_grad is None else
               [torch.randn(state_shape, dtype=torch.float64) for _ in range(n_states)])
-    grads = []
-    for model in (ref, ours):
-        for name, p in model.named_parameters():
-            p.requires_grad_(bias_grad if "bias" in name else weight_grad)
-        xin = x.clone().requires_grad_(x_grad)
-        hs = [s.clone().requires_grad_(state_grad) for s in states]
-        hx = None if not hs else (tuple(hs) if cell == "lstm" else hs[0])
-        out = model(xin, hx)
-        out = out[0] if kind == "layer" or cell == "lstm" else out
-        inputs = [t for t in (xin, *hs, *model.parameters()) if t.requires_grad]
-        grads.append(torch.autograd.grad((out ** 2).sum(), inputs))
-    for got, want in zip(grads[1], grads[0]):
-        assert rel_err_t(got, want) <= 1e-10
+    def run(model, xin, hs):
+        out = model(xin, None if not hs else (tuple(hs) if cell == "lstm" else hs[0]))
+        return out[0] if kind == "layer" or cell == "lstm" else out
+
+    want, got = gradients_needing((ref, ours), needs, x, states, run)
+    for g, w in zip(got, want):
+        assert rel_err_t(g, w) <= 1e-10
     if cell == "gru":  # no cell state: its flag is not in backward_at's order
         wanted = wanted[:2] + wanted[3:]
     assert asked == [wanted]
@@ -669,17 +679,10 @@ def test_stack_backward_asks_only_for_what_autograd_needs(backend, stack, needs,
     x = torch.randn(6, 4, 3, dtype=torch.float64)
     states = ([] if state_grad is None else
               [torch.randn(layers * directions, 4, 5, dtype=torch.float64) for _ in range(2)])
-    grads = []
-    for model in (ref, ours):
-        for name, p in model.named_parameters():
-            p.requires_grad_(bias_grad if "bias" in name else weight_grad)
-        xin = x.clone().requires_grad_(x_grad)
-        hs = [s.clone().requires_grad_(state_grad) for s in states]
-        out, _ = model(xin, tuple(hs) if hs else None)
-        inputs = [t for t in (xin, *hs, *model.parameters()) if t.requires_grad]
-        grads.append(torch.autograd.grad((out ** 2).sum(), inputs))
-    for got, want in zip(grads[1], grads[0]):
-        assert rel_err_t(got, want) <= 1e-10
+    want, got = gradients_needing((ref, ours), needs, x, states,
+                                  lambda model, xin, hs: model(xin, tuple(hs) or None)[0])
+    for g, w in zip(got, want):
+        assert rel_err_t(g, w) <= 1e-10
     weights = (weight_grad, weight_grad, bias_grad, bias_grad)
     states_wanted = (bool(state_grad),) * 2
     first = [(x_grad, *states_wanted, *weights)] * directions
