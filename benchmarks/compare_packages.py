@@ -4,7 +4,7 @@ and short layers, the NumPy API and pyrnn.torch), on a machine whose speed drift
 
     python benchmarks/compare_packages.py REV [--groups GROUP,...] [--rounds 40] [--threads 2]
                                           [--quick]
-    # GROUP: torch-cells, numpy-cells, torch-layers, numpy-layers (default: all)
+    # GROUP: torch-cells, numpy-cells, torch-layers, numpy-layers, torch-compiled (default: all)
 
 REV's ``pyrnn/`` is extracted (``git archive``) into a temporary folder as ``pyrnn_at_rev``
 (pyrnn imports itself relatively) with a copy of the working tree's built extension, so both
@@ -12,7 +12,10 @@ packages run the same kernels: REV must have this build's C API, and what differ
 Each row prints both packages' median microseconds a call and the new over the old. Calls
 "no_grad"/"call" compute no gradients; "fwd+bwd" run forward, then backward (pyrnn.torch: of
 the outputs' sum; the NumPy API: forward_train, then backward of ones, for a layer of its
-output sequence).
+output sequence). "torch-compiled" times layers under torch.compile with allow_rnn, which run
+pyrnn's operators (inductor; aot_eager with --quick), compiled without torch's caches; it needs
+REV's operators under other names than the tree's (``pyrnn.torch._ops.REVISION``), since the
+operator registered last would run for both packages.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ LAYERS = ("LSTM", "GRU", "RNN")
 # quick -> the layers' TxBxIxH
 _LAYER_SHAPES = {True: ((3, 1, 2, 4),),
                  False: ((100, 1, 32, 64), (50, 1, 32, 128), (200, 16, 64, 128))}
+_COMPILED_SHAPES = {True: ((3, 1, 2, 4),), False: ((50, 1, 32, 128), (50, 32, 128, 128))}
 
 
 def load_at(rev: str, where: Path):
@@ -141,6 +145,32 @@ def torch_layers(packages, quick: bool):
                        runs)
 
 
+def torch_compiled(packages, quick: bool):
+    import torch
+    import torch._dynamo
+    import torch._inductor.config
+
+    old, new = (package.torch._ops for package in packages)
+    if getattr(old, "REVISION", 1) == new.REVISION:
+        print(f"torch-compiled: skipped, both packages' operators are revision {new.REVISION} "
+              "(the same names: the one registered last would run for both)")
+        return
+    torch._dynamo.config.allow_rnn = True  # the compiler traces layers, into pyrnn's operators
+    torch._inductor.config.force_disable_caches = True  # a cache may hold an older pyrnn's graphs
+    compiler = "aot_eager" if quick else "inductor"
+    for cell in LAYERS[:1] if quick else LAYERS[:2]:
+        for T, B, I, H in _COMPILED_SHAPES[quick]:
+            torch.manual_seed(0)
+            x = torch.randn(T, B, I)
+            runs = []
+            for package in packages:
+                module = getattr(package.torch, cell)(I, H)
+                module.load_state_dict(getattr(torch.nn, cell)(I, H).state_dict())
+                runs.append(torch_step(torch.compile(module, backend=compiler), x, None, True,
+                                       layer_outputs))
+            yield f"pyrnn.torch {cell} {T}x{B}x{I}x{H} compiled fwd+bwd", runs
+
+
 def numpy_layers(packages, quick: bool):
     rng = np.random.default_rng(0)
     for cell in LAYERS[:1] if quick else LAYERS:
@@ -153,7 +183,7 @@ def numpy_layers(packages, quick: bool):
 
 
 GROUPS = {"torch-cells": torch_cells, "numpy-cells": numpy_cells, "torch-layers": torch_layers,
-          "numpy-layers": numpy_layers}
+          "numpy-layers": numpy_layers, "torch-compiled": torch_compiled}
 
 
 def main() -> None:

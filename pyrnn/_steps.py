@@ -37,6 +37,20 @@ class _Workspaces(threading.local):
 
 workspaces = _Workspaces()
 
+# a call that keeps nothing of its workspace takes the thread's reused one when it needs at most
+# this many bytes (batch-1 layers without gradients took 0.96-0.98 of the time,
+# benchmarks/RESULTS.md); a larger one gets its own, not held for the thread's life (78 MB at
+# 50x64x512x1024)
+REUSED_WORKSPACE_BYTES = 4 << 20
+
+
+def scratch_workspace(backend: Backend, n: int, dtype) -> np.ndarray:
+    """A workspace of ``n`` elements of ``dtype`` for a call that keeps nothing of it past its
+    return: the thread's reused one, or a new one past ``REUSED_WORKSPACE_BYTES``."""
+    if n * np.dtype(dtype).itemsize > REUSED_WORKSPACE_BYTES:
+        return backend.empty(n, dtype)
+    return workspaces.get(backend, n, dtype)
+
 
 def step_workspace(spec: CellSpec, backend: Backend, B: int, I: int, H: int, training: bool,
                    dtype):

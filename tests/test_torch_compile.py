@@ -13,12 +13,13 @@ import torch._dynamo
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+import pyrnn
 import pyrnn.torch as pt
 from pyrnn.functional import GATES
 from pyrnn.torch import _ops
 
 from .conftest import HOST_BACKENDS
-from .test_torch_dropin import CELLS, LAYERS, rel_err_t, tolerance
+from .test_torch_dropin import CELLS, LAYERS, gradients_needing, rel_err_t, tolerance
 
 pytestmark = pytest.mark.skipif(not _ops.available(),
                                 reason="torch.library.custom_op arrived in torch 2.4")
@@ -129,7 +130,7 @@ def test_traced_layers_match_torch_nn(kind, config, backend, layers_traced):
     assert_close(loss_and_grads(compiled, ours, x, hx), loss_and_grads(ref, ref, x, hx),
                  torch.float64)
     calls = recorder.calls()
-    assert calls.count("pyrnn.layer_forward.default") == ours.num_layers * D, calls
+    assert calls.count(str(_ops.layer_forward._opoverload)) == ours.num_layers * D, calls
 
 
 @pytest.mark.parametrize("kind", list(LAYERS))
@@ -277,16 +278,19 @@ def test_operators_pass_torch_opcheck(cell, lengths, training):
     # its scratch; the graphs above keep it inside (and run through AOTAutograd there)
     checks = ("test_schema", "test_autograd_registration", "test_faketensor") + (
         () if training else ("test_aot_dispatch_dynamic",))
-    torch.library.opcheck(torch.ops.pyrnn.layer_forward.default, args, test_utils=checks)
+    torch.library.opcheck(_ops.layer_forward._opoverload, args, test_utils=checks)
     if training:
         with torch.no_grad():
-            workspace = torch.ops.pyrnn.layer_forward(*args)[3]
+            workspace = _ops.layer_forward(*args)[3]
         dy, dh_n = torch.randn(T, B, H, dtype=torch.float64), torch.randn(B, H,
                                                                            dtype=torch.float64)
         dc_n = torch.randn(B, H, dtype=torch.float64) if has_c else None
         backward_args = (x.detach(), h0.detach(), c0, *(w.detach() for w in weights), lens,
                          workspace, dy, dh_n, dc_n, mode, False, "")
-        torch.library.opcheck(torch.ops.pyrnn.layer_backward.default, backward_args)
+        # every gradient, and some left out (a raw input's, c0's, the biases')
+        for wanted in ([True] * 7, [False, True, False, True, True, False, False]):
+            torch.library.opcheck(_ops.layer_backward._opoverload,
+                                  (*backward_args, wanted))
 
 
 def layer_arguments(training: bool, dtype=torch.float64):
@@ -300,26 +304,54 @@ def layer_arguments(training: bool, dtype=torch.float64):
     return (x, h0, c0, *weights, None, "LSTM", False, training, "")
 
 
+# the operators' schemas at _ops.REVISION
+SCHEMAS = {
+    "layer_forward": "pyrnn::layer_forward_v2(Tensor x, Tensor? h0, Tensor? c0, Tensor w_ih, "
+                     "Tensor w_hh, Tensor? b_ih, Tensor? b_hh, Tensor? lengths, str cell, "
+                     "bool reverse, bool training, str backend) -> (Tensor, Tensor, Tensor, "
+                     "Tensor)",
+    "layer_backward": "pyrnn::layer_backward_v2(Tensor x, Tensor? h0, Tensor? c0, Tensor w_ih, "
+                      "Tensor w_hh, Tensor? b_ih, Tensor? b_hh, Tensor? lengths, "
+                      "Tensor workspace, Tensor dy, Tensor dh_n, Tensor? dc_n, str cell, "
+                      "bool reverse, str backend, bool[] wanted) -> (Tensor, Tensor, Tensor, "
+                      "Tensor, Tensor, Tensor, Tensor)",
+}
+
+
+@pytest.mark.parametrize("name", list(SCHEMAS))
+def test_operator_schemas_belong_to_their_revision(name):
+    """torch.compile's caches know an operator by its name only: a cache written by an older
+    pyrnn would run a changed operator with its old arguments. An operator's schema changes
+    only with a new ``_ops.REVISION`` in the names, and this table with it."""
+    assert str(getattr(_ops, name)._opoverload._schema) == SCHEMAS[name]
+
+
 def test_backward_reads_a_workspace_off_the_kernels_alignment():
     """A workspace handed to backward that does not start on 64 bytes (a compiled graph's copy
     need not) gives the same gradients: the kernels would find their regions elsewhere."""
     args = layer_arguments(True)
     for w in args[3:7]:
         w.requires_grad_()
-    workspace = torch.ops.pyrnn.layer_forward(*args)[3]
+    workspace = _ops.layer_forward(*args)[3]
     assert not workspace.requires_grad  # autograd's business is the other outputs
     shifted = torch.empty(workspace.numel() + 1, dtype=workspace.dtype)[1:]
     shifted.copy_(workspace)
     assert shifted.data_ptr() % 64 != 0
+    before = workspace.clone()
     x, h0, c0, *weights = (t.detach() for t in args[:7])
     T, B, H = x.shape[0], x.shape[1], h0.shape[1]
     grads_of = [torch.randn(T, B, H, dtype=x.dtype), torch.randn(B, H, dtype=x.dtype),
                 torch.randn(B, H, dtype=x.dtype)]
-    results = [torch.ops.pyrnn.layer_backward(x, h0, c0, *weights, None, ws, *grads_of, "LSTM",
-                                              False, "")
+    results = [_ops.layer_backward(x, h0, c0, *weights, None, ws, *grads_of, "LSTM",
+                                              False, "", [True] * 7)
                for ws in (workspace, shifted)]
     for a, b in zip(*results):
         assert torch.equal(a, b)
+    # backward only reads it, as its schema says (bytes: the scratch's never-written NaNs)
+    assert torch.equal(workspace.view(torch.uint8), before.view(torch.uint8))
+    with pytest.raises(ValueError, match="expected 7 flags"):
+        _ops.layer_backward(x, h0, c0, *weights, None, workspace, *grads_of, "LSTM",
+                                       False, "", [True] * 6)
 
 
 def test_operators_refuse_a_device_backend(monkeypatch):
@@ -327,7 +359,7 @@ def test_operators_refuse_a_device_backend(monkeypatch):
     tensors: a clear error, not device arrays taken for host ones."""
     monkeypatch.setattr(_ops, "resolve", lambda name: SimpleNamespace(name="cuda"))
     with pytest.raises(ValueError, match="host backends"):
-        torch.ops.pyrnn.layer_forward(*layer_arguments(False))
+        _ops.layer_forward(*layer_arguments(False))
 
 
 def test_traced_device_backend_runs_the_parent(layers_traced):
@@ -350,6 +382,47 @@ def test_traced_backward_twice_through_a_retained_graph(layers_traced):
     second = torch.autograd.grad(out, [x, *ours.parameters()])
     for a, b in zip(first, second):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("needs", [(False, None, True, True), (True, False, False, True),
+                                   (False, True, True, False)],
+                         ids=["raw-x", "frozen-w", "frozen-b"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_traced_backward_asks_only_for_what_autograd_needs(backend, bias, needs, monkeypatch,
+                                                            layers_traced):
+    """Compiled, each layer-direction's backward operator is asked only for the gradients
+    autograd needs (the first layer's dx when the input requires grad, the states' when given
+    with requires_grad, no frozen weights'; the kernels skip the rest), and gives torch.nn's.
+    needs: whether x, the states (None: not given), the weights, the biases require grad."""
+    if backend == "c":  # the operators call the kernels by pointer
+        module, name = pyrnn._c, "backward_at"
+    else:
+        module, name = pyrnn._backend.resolve(backend), "lstm_backward"
+    asked = []
+    original = getattr(module, name)
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs.get("wanted", args[-1]))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, spy, raising=False)
+    x_grad, state_grad, weight_grad, bias_grad = needs
+    ref, ours = pair("lstm", num_layers=2, bidirectional=True, bias=bias, backend=backend)
+    compiled = torch.compile(ours, backend="aot_eager", fullgraph=True)
+    x = torch.randn(4, 2, 3, dtype=torch.float64)
+    states = ([] if state_grad is None else
+              [torch.randn(4, 2, 5, dtype=torch.float64) for _ in range(2)])
+    want, got = gradients_needing((ref, compiled), needs, x, states,
+                                  lambda model, xin, hs: model(xin, tuple(hs) or None)[0])
+    for g, w in zip(got, want):
+        assert rel_err_t(g, w) <= tolerance(torch.float64)
+    # (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh); the kernels take no biases' flags without
+    biases = (bias_grad and bias,) * 2 if bias or backend != "c" else ()
+    states_wanted = (bool(state_grad),) * 2
+    first = [(x_grad, *states_wanted, weight_grad, weight_grad, *biases)] * 2
+    later = [(True, *states_wanted, weight_grad, weight_grad, *biases)] * 2
+    assert sorted(tuple(a) for a in asked) == sorted(first + later)
 
 
 def test_compiled_device_tensors_run_the_parent():

@@ -179,13 +179,6 @@ def by_pointer(call: StackCall, x) -> bool:
     return call.num_layers == call.num_directions == 1 and _pointers.takes(call.backend, x)
 
 
-# an inference call whose workspace has at most this many bytes takes its thread's reused one
-# (as cells do: batch-1 layers without gradients took 0.96-0.98 of the time, benchmarks/
-# RESULTS.md); a larger one is the call's own, not held for the thread's life (78 MB at
-# 50x64x512x1024)
-_REUSED_WORKSPACE_BYTES = 4 << 20
-
-
 def run_layer(call: StackCall, x, h0, c0, flat_weights):
     """The forward of a ``by_pointer`` call: its result tensors (as ``run_stack``'s), and the
     workspace backward reads (None unless ``call.keep_workspace``)."""
@@ -193,10 +186,9 @@ def run_layer(call: StackCall, x, h0, c0, flat_weights):
     H = flat_weights[1].shape[-1]
     n = call.spec.workspace_len(call.backend, T, B, I, H, call.keep_workspace)
     dtype = _pointers.NUMPY_DTYPE[x.dtype]
-    if call.keep_workspace or n * dtype.itemsize > _REUSED_WORKSPACE_BYTES:
-        workspace = call.backend.empty(n, dtype)
-    else:
-        workspace = _steps.workspaces.get(call.backend, n, dtype)
+    # a training call's workspace is kept for backward: its own
+    workspace = (call.backend.empty(n, dtype) if call.keep_workspace else
+                 _steps.scratch_workspace(call.backend, n, dtype))
     y, *states = _pointers.forward(call.spec, call.backend, x, h0, c0, four_weights(flat_weights),
                                    call.lengths, False, call.keep_workspace, workspace)
     results = (as_tensor(y, x.device), *(as_tensor(s[None], x.device) for s in states))

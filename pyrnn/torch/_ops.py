@@ -2,11 +2,12 @@
 
 The compiler cannot trace into the autograd functions of ``_function`` (they call C through
 cffi), so under ``torch.compile`` a pyrnn.torch layer calls two opaque operators
-(``torch.library.custom_op``, torch 2.4 on) per layer-direction: ``pyrnn::layer_forward`` and
-its backward ``pyrnn::layer_backward``, each with a fake implementation that gives the compiler
-its results' shapes. What goes around them (layers, directions, dropout between layers) is torch
-operations, which the compiler traces (``run_stack``). The workspace a training forward leaves
-for backward is one of its outputs, a tensor of its own. (Cells run torch.nn's step under
+(``torch.library.custom_op``, torch 2.4 on) per layer-direction: ``pyrnn::layer_forward_v2``
+and its backward ``pyrnn::layer_backward_v2`` (``REVISION``), each with a fake implementation
+that gives the compiler its results' shapes. What goes around them (layers, directions, dropout
+between layers) is torch operations, which the compiler traces (``run_stack``). The workspace a
+training forward leaves for backward is one of its outputs, a tensor of its own, which backward
+only reads. (Cells run torch.nn's step under
 torch.compile: compiled, it is faster than one operator a step.)
 
 The operators run host tensors on the host backends: the C kernels by pointer (``_pointers``),
@@ -25,8 +26,6 @@ from .._backend import follow_num_threads, resolve
 from . import _pointers
 from ._function import SPECS, as_array, nest_weights
 
-# where the kernels start their regions (csrc/common.h): a workspace must start there too
-_WORKSPACE_ALIGNMENT = 64
 HOST_BACKENDS = ("c", "numpy")
 
 
@@ -86,47 +85,67 @@ def _layer_forward_fake(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, cell, revers
     return x.new_empty((T, B, H)), x.new_empty((B, H)), c_n, x.new_empty(n)
 
 
-def _aligned(workspace: Tensor, be) -> Tensor:
-    """``workspace`` starting where the C kernels start their regions (the reference starts
-    its at element 0): a compiled graph may hand backward a copy of forward's, and torch's
-    allocator does not promise 64 bytes."""
-    if workspace.data_ptr() % _WORKSPACE_ALIGNMENT == 0:
-        return workspace
-    moved = torch.from_numpy(be.empty(workspace.numel(), _pointers.NUMPY_DTYPE[workspace.dtype]))
-    return moved.copy_(workspace)
+def _backward_workspace(spec, be, workspace: Tensor, T: int, B: int, H: int):
+    """Backward's workspace: what forward left at the front of ``workspace`` copied to the
+    front of a scratch one, where backward then writes its own regions. ``workspace`` is only
+    read: an operator that wrote into an argument would be declared as mutating it, and torch
+    then copied the whole workspace before each backward and spent 120 us a call filling in
+    the mutating operator's arguments (benchmarks/RESULTS.md). The scratch workspace starts
+    where the C kernels start their regions (64 bytes), which a compiled graph's copy of
+    forward's need not."""
+    saved = spec.workspace_saved_len(T, B, H)
+    dtype = _pointers.NUMPY_DTYPE[workspace.dtype]
+    scratch = _steps.scratch_workspace(be, workspace.numel(), dtype)
+    scratch[:saved] = workspace[:saved].numpy()
+    return scratch
 
 
 def _layer_backward(x: Tensor, h0: Tensor | None, c0: Tensor | None, w_ih: Tensor, w_hh: Tensor,
                     b_ih: Tensor | None, b_hh: Tensor | None, lengths: Tensor | None,
                     workspace: Tensor, dy: Tensor, dh_n: Tensor, dc_n: Tensor | None, cell: str,
-                    reverse: bool, backend: str) -> tuple[Tensor, Tensor, Tensor, Tensor,
-                                                          Tensor, Tensor, Tensor]:
+                    reverse: bool, backend: str,
+                    wanted: list[bool]) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor,
+                                                 Tensor]:
     """The gradients of a ``layer_forward(training=True)`` given those of y, h_n and c_n: dx,
-    dh0, dc0 (LSTM; else empty), dw_ih, dw_hh, db_ih, db_hh (empty without biases). The
-    kernels use the workspace's scratch, after what forward left there."""
+    dh0, dc0 (LSTM; else empty), dw_ih, dw_hh, db_ih, db_hh (empty without biases). wanted: a
+    flag for each of the seven; one not wanted is empty and the kernels skip its work.
+    workspace: forward's, only read."""
+    _check_wanted(wanted)
     spec, be = SPECS[cell], _backend(backend)
     weights = (w_ih, w_hh, b_ih, b_hh)
+    T, B, _ = x.shape
+    scratch = _backward_workspace(spec, be, workspace, T, B, w_hh.shape[1])
     if _pointers.takes(be, x):
+        # the kernels' flags: none for the biases of a layer without them
+        kernel_wanted = _pointers.wanted(spec, wanted if b_ih is not None else wanted[:5])
         res = _pointers.backward(spec, be, x, h0, c0, weights, _lengths(lengths), reverse, dy,
-                                 dh_n, dc_n, _aligned(workspace, be).numpy())
+                                 dh_n, dc_n, scratch, kernel_wanted)
     else:
         res = spec.backward(be, as_array(x), as_array(h0), as_array(c0),
                             [as_array(w) for w in weights], _lengths(lengths),
                             as_array(dy.contiguous()), as_array(dh_n.contiguous()),
                             as_array(None if dc_n is None else dc_n.contiguous()),
-                            workspace.numpy(), reverse)
+                            scratch, reverse, _pointers.wanted(spec, wanted))
     # outputs may not alias each other: a new empty tensor for each None
     return tuple(x.new_empty(0) if g is None else torch.as_tensor(g)
                  for g in _steps.split_gradients(spec, res))
 
 
+def _check_wanted(wanted) -> None:
+    if len(wanted) != 7:
+        raise ValueError(f"wanted: expected 7 flags (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh), "
+                         f"got {len(wanted)}")
+
+
 def _layer_backward_fake(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, workspace, dy, dh_n, dc_n,
-                         cell, reverse, backend):
+                         cell, reverse, backend, wanted):
+    _check_wanted(wanted)
     B, H = dh_n.shape
-    return (torch.empty_like(x), x.new_empty((B, H)),
-            x.new_empty((B, H) if cell == "LSTM" else (0,)), torch.empty_like(w_ih),
-            torch.empty_like(w_hh), x.new_empty(0) if b_ih is None else torch.empty_like(b_ih),
-            x.new_empty(0) if b_hh is None else torch.empty_like(b_hh))
+    state = (B, H)
+    shapes = (x.shape, state, state if cell == "LSTM" else None, w_ih.shape, w_hh.shape,
+              None if b_ih is None else b_ih.shape, None if b_hh is None else b_hh.shape)
+    return tuple(x.new_empty(shape if want and shape is not None else (0,))
+                 for shape, want in zip(shapes, wanted))
 
 
 def _setup_context(ctx, inputs, output):
@@ -141,19 +160,26 @@ def _backward(ctx, dy, dh_n, dc_n, _workspace_grad):
         raise RuntimeError("pyrnn.torch: backward through a forward that ran without gradients "
                            "being needed")
     x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, workspace = ctx.saved_tensors
+    # only what autograd needs (a model's input, states not given, frozen weights: none)
+    needs = list(ctx.needs_input_grad[:7])
     grads = layer_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, workspace, dy, dh_n,
                            dc_n if ctx.cell == "LSTM" else None, ctx.cell, ctx.reverse,
-                           ctx.backend)
-    return tuple(g if need else None for g, need in zip(grads, ctx.needs_input_grad)) + (
-        None,) * 5
+                           ctx.backend, needs)
+    return tuple(g if need else None for g, need in zip(grads, needs)) + (None,) * 5
 
+
+# torch.compile's caches key a compiled graph by its operators' names, not their schemas
+# (pytorch/pytorch#144344): a cache written by an older pyrnn called the backward operator with
+# the old arguments. So the operators' names carry a revision, raised whenever either's
+# arguments or results change.
+REVISION = 2
 
 if available():
-    layer_forward = torch.library.custom_op("pyrnn::layer_forward", _layer_forward,
+    layer_forward = torch.library.custom_op(f"pyrnn::layer_forward_v{REVISION}", _layer_forward,
                                             mutates_args=())
     layer_forward.register_fake(_layer_forward_fake)
-    layer_backward = torch.library.custom_op("pyrnn::layer_backward", _layer_backward,
-                                             mutates_args=("workspace",))
+    layer_backward = torch.library.custom_op(f"pyrnn::layer_backward_v{REVISION}",
+                                             _layer_backward, mutates_args=())
     layer_backward.register_fake(_layer_backward_fake)
     layer_forward.register_autograd(_backward, setup_context=_setup_context)
 
