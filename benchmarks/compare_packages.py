@@ -129,20 +129,27 @@ def numpy_cells(packages, quick: bool):
 
 
 def torch_layers(packages, quick: bool):
-    import torch
-
     for cell in LAYERS[:1] if quick else LAYERS:
         for T, B, I, H in _LAYER_SHAPES[quick]:
             for grad in (False, True):
-                torch.manual_seed(0)
-                x = torch.randn(T, B, I)
-                runs = []
-                for package in packages:
-                    module = getattr(package.torch, cell)(I, H)
-                    module.load_state_dict(getattr(torch.nn, cell)(I, H).state_dict())
-                    runs.append(torch_step(module, x, None, grad, layer_outputs))
                 yield (f"pyrnn.torch {cell} {T}x{B}x{I}x{H} {'fwd+bwd' if grad else 'no_grad'}",
-                       runs)
+                       layer_runs(packages, cell, (T, B, I, H), grad, lambda module: module))
+
+
+def layer_runs(packages, cell: str, shape, grad: bool, wrap) -> list:
+    """Each package's ``torch_step`` of a ``cell`` layer (torch.nn's weights) of TxBxIxH
+    ``shape``, the module passed through ``wrap`` (torch.compile, or as it is)."""
+    import torch
+
+    T, B, I, H = shape
+    torch.manual_seed(0)
+    x = torch.randn(T, B, I)
+    runs = []
+    for package in packages:
+        module = getattr(package.torch, cell)(I, H)
+        module.load_state_dict(getattr(torch.nn, cell)(I, H).state_dict())
+        runs.append(torch_step(wrap(module), x, None, grad, layer_outputs))
+    return runs
 
 
 def torch_compiled(packages, quick: bool):
@@ -160,15 +167,9 @@ def torch_compiled(packages, quick: bool):
     compiler = "aot_eager" if quick else "inductor"
     for cell in LAYERS[:1] if quick else LAYERS[:2]:
         for T, B, I, H in _COMPILED_SHAPES[quick]:
-            torch.manual_seed(0)
-            x = torch.randn(T, B, I)
-            runs = []
-            for package in packages:
-                module = getattr(package.torch, cell)(I, H)
-                module.load_state_dict(getattr(torch.nn, cell)(I, H).state_dict())
-                runs.append(torch_step(torch.compile(module, backend=compiler), x, None, True,
-                                       layer_outputs))
-            yield f"pyrnn.torch {cell} {T}x{B}x{I}x{H} compiled fwd+bwd", runs
+            yield (f"pyrnn.torch {cell} {T}x{B}x{I}x{H} compiled fwd+bwd",
+                   layer_runs(packages, cell, (T, B, I, H), True,
+                              lambda module: torch.compile(module, backend=compiler)))
 
 
 def numpy_layers(packages, quick: bool):

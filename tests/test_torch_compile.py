@@ -354,6 +354,23 @@ def test_backward_reads_a_workspace_off_the_kernels_alignment():
                                        False, "", [True] * 6)
 
 
+@pytest.mark.parametrize("bad", ["short", "long", "dtype"])
+def test_backward_refuses_another_workspace(bad):
+    """The backward operator is reachable as ``torch.ops.pyrnn``: a workspace that is not its
+    forward's (the kernels would read and write past a short one) raises."""
+    args = layer_arguments(True)
+    workspace = _ops.layer_forward(*args)[3]
+    wrong = {"short": workspace[:-1], "long": torch.cat([workspace, workspace[:1]]),
+             "dtype": workspace.float()}[bad]
+    x, h0, c0, *weights = args[:7]
+    T, B, H = x.shape[0], x.shape[1], h0.shape[1]
+    grads_of = [torch.zeros(T, B, H, dtype=x.dtype), torch.zeros(B, H, dtype=x.dtype),
+                torch.zeros(B, H, dtype=x.dtype)]
+    with pytest.raises(ValueError, match="training workspace"):
+        _ops.layer_backward(x, h0, c0, *weights, None, wrong, *grads_of, "LSTM", False, "",
+                            [True] * 7)
+
+
 def test_operators_refuse_a_device_backend(monkeypatch):
     """PYRNN_BACKEND may name the CUDA backend, which the operators cannot run on host
     tensors: a clear error, not device arrays taken for host ones."""

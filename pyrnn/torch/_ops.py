@@ -7,8 +7,8 @@ and its backward ``pyrnn::layer_backward_v2`` (``REVISION``), each with a fake i
 that gives the compiler its results' shapes. What goes around them (layers, directions, dropout
 between layers) is torch operations, which the compiler traces (``run_stack``). The workspace a
 training forward leaves for backward is one of its outputs, a tensor of its own, which backward
-only reads. (Cells run torch.nn's step under
-torch.compile: compiled, it is faster than one operator a step.)
+only reads. (Cells run torch.nn's step under torch.compile: compiled, it is faster than one
+operator a step.)
 
 The operators run host tensors on the host backends: the C kernels by pointer (``_pointers``),
 the reference through NumPy views.
@@ -85,17 +85,21 @@ def _layer_forward_fake(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, cell, revers
     return x.new_empty((T, B, H)), x.new_empty((B, H)), c_n, x.new_empty(n)
 
 
-def _backward_workspace(spec, be, workspace: Tensor, T: int, B: int, H: int):
-    """Backward's workspace: what forward left at the front of ``workspace`` copied to the
-    front of a scratch one, where backward then writes its own regions. ``workspace`` is only
-    read: an operator that wrote into an argument would be declared as mutating it, and torch
-    then copied the whole workspace before each backward and spent 120 us a call filling in
-    the mutating operator's arguments (benchmarks/RESULTS.md). The scratch workspace starts
-    where the C kernels start their regions (64 bytes), which a compiled graph's copy of
-    forward's need not."""
+def _backward_workspace(spec, be, workspace: Tensor, x: Tensor, H: int):
+    """Backward's workspace: what forward left at the front of ``workspace`` (checked to be a
+    training workspace of x's call) copied to the front of a scratch one, where backward then
+    writes its own regions. ``workspace`` is only read: an operator that wrote into an
+    argument would be declared as mutating it, and torch then copied the whole workspace
+    before each backward and spent 120 us a call filling in the mutating operator's arguments
+    (benchmarks/RESULTS.md). The scratch workspace starts where the C kernels start their
+    regions (64 bytes), which a compiled graph's copy of forward's need not."""
+    T, B, I = x.shape
+    n = spec.workspace_len(be, T, B, I, H, True)
+    if workspace.dtype != x.dtype or workspace.shape != (n,):
+        raise ValueError(f"workspace: expected layer_forward's training workspace, [{n}] "
+                         f"{x.dtype}, got {list(workspace.shape)} {workspace.dtype}")
     saved = spec.workspace_saved_len(T, B, H)
-    dtype = _pointers.NUMPY_DTYPE[workspace.dtype]
-    scratch = _steps.scratch_workspace(be, workspace.numel(), dtype)
+    scratch = _steps.scratch_workspace(be, n, _pointers.NUMPY_DTYPE[x.dtype])
     scratch[:saved] = workspace[:saved].numpy()
     return scratch
 
@@ -113,8 +117,7 @@ def _layer_backward(x: Tensor, h0: Tensor | None, c0: Tensor | None, w_ih: Tenso
     _check_wanted(wanted)
     spec, be = SPECS[cell], _backend(backend)
     weights = (w_ih, w_hh, b_ih, b_hh)
-    T, B, _ = x.shape
-    scratch = _backward_workspace(spec, be, workspace, T, B, w_hh.shape[1])
+    scratch = _backward_workspace(spec, be, workspace, x, w_hh.shape[1])
     if _pointers.takes(be, x):
         # the kernels' flags: none for the biases of a layer without them
         kernel_wanted = _pointers.wanted(spec, wanted if b_ih is not None else wanted[:5])
