@@ -61,7 +61,8 @@ class AttentionClassifier:
         g_weights = np.einsum("tbh,bh->tb", out, g_context)
         g_scores = softmax_backward(weights, g_weights, axis=0)
         g_out_score, g_score = self.score.backward(score_ctx, g_scores[..., None])
-        _, _, g_gru = self.gru.backward(gru_ctx, g_out + g_out_score)
+        _, _, g_gru = self.gru.backward(gru_ctx, g_out + g_out_score, input_grad=False,
+                                        state_grad=False)
         return [g_gru, g_score, g_head]
 
 

@@ -75,7 +75,8 @@ def main():
         logits, head_ctx = head.forward_train(h_n[-1])
         loss, g_logits = softmax_cross_entropy(logits, labels[rows])
         g_h, g_head = head.backward(head_ctx, g_logits)
-        g_x, _, g_lstm = lstm.backward(ctx, np.zeros_like(out), (g_h[None], None))
+        g_x, _, g_lstm = lstm.backward(ctx, np.zeros_like(out), (g_h[None], None),
+                                       state_grad=False)
         _, g_embed = embed.backward(embed_ctx, g_x)
         grads = [g_embed, g_lstm, g_head]
         clip_grad_norm(grads, 5.0)

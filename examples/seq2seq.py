@@ -61,9 +61,10 @@ def main():
         logits, head_ctx = head.forward_train(dec_out)
         loss, g_logits = softmax_cross_entropy(logits, target)
         g_dec_out, g_head = head.backward(head_ctx, g_logits)
-        _, g_h0, g_dec = decoder.backward(dec_ctx, g_dec_out)
+        _, g_h0, g_dec = decoder.backward(dec_ctx, g_dec_out, input_grad=False)
         # the decoder's h0 was the encoder's h_n: its gradient flows into the encoder
-        _, _, g_enc = encoder.backward(enc_ctx, np.zeros_like(enc_out), g_h0)
+        _, _, g_enc = encoder.backward(enc_ctx, np.zeros_like(enc_out), g_h0, input_grad=False,
+                                       state_grad=False)
         grads = [g_enc, g_dec, g_head]
         clip_grad_norm(grads, 5.0)
         opt.step(grads)

@@ -38,7 +38,8 @@ def train(model, args, steps, rng):
         g_h, g_head = head.backward(head_ctx, g_pred)
         # only h_n feeds the loss: zero gradient for out, none for c_n
         g_state = (g_h[None], None) if is_lstm else g_h[None]
-        _, _, g_model = model.backward(ctx, np.zeros_like(out), g_state)
+        _, _, g_model = model.backward(ctx, np.zeros_like(out), g_state, input_grad=False,
+                                       state_grad=False)
         opt.step([g_model, g_head])
     x, lengths, sums = batch(rng, 2000)
     _, state = model(x, lengths=lengths)

@@ -51,9 +51,9 @@ def state_gradient_norms(cell, rng):
     norms, param_grads = [1.0], {}
     for ctx in reversed(contexts):
         if is_lstm:
-            _, (g_h, g_c), grads = cell.backward(ctx, g_h, g_c)
+            _, (g_h, g_c), grads = cell.backward(ctx, g_h, g_c, input_grad=False)
         else:
-            _, g_h, grads = cell.backward(ctx, g_h)
+            _, g_h, grads = cell.backward(ctx, g_h, input_grad=False)
         norms.append(float(np.sqrt(np.sum(g_h ** 2) + np.sum(g_c ** 2))))
         for name, g in grads.items():
             param_grads[name] = param_grads.get(name, 0) + g

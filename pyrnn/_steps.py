@@ -106,17 +106,18 @@ def step_forward(spec: CellSpec, backend: Backend, x, h0, c0, weights, training:
     return res[0][0], c, saved  # y[0]: h' is the step's output
 
 
-def step_backward(spec: CellSpec, backend: Backend, saved, grad_h, grad_c):
+def step_backward(spec: CellSpec, backend: Backend, saved, grad_h, grad_c, wanted=None):
     """The gradients of a ``step_forward(training=True)`` step given those of h' and c' ([B,H];
     grad_c None for zeros): dx [B,I], dh0, dc0 (None but for LSTM), dw_ih, dw_hh, db_ih, db_hh
-    (None without biases)."""
+    (None without biases). wanted: as the backends' ``<cell>_backward``'s (None: all); one not
+    wanted is None."""
     x, h0, c0, weights, kept, whole = saved
     B, H = x.shape[1], weights[1].shape[1]
     # h' is both y[0] and h_n: its gradient goes in once, as dy's
     res = spec.backward(backend, x, h0, c0, weights, None, grad_h.reshape(1, B, H), None,
-                        grad_c, backward_workspace(backend, kept, whole), False)
+                        grad_c, backward_workspace(backend, kept, whole), False, wanted)
     dx, *rest = split_gradients(spec, res)
-    return (dx[0], *rest)
+    return (None if dx is None else dx[0], *rest)
 
 
 def split_gradients(spec: CellSpec, res) -> tuple:

@@ -29,6 +29,14 @@ def _host_lengths(lengths):
     return _device_ops().to_host(lengths) if _checks.is_device_array(lengths) else lengths
 
 
+def _asked(input_grad, state_grad) -> tuple[bool, bool] | None:
+    """A backward's ``input_grad`` and ``state_grad``, checked; None when both are asked for
+    (every gradient: the backends' default)."""
+    asked = (_checks.check_bool("input_grad", input_grad),
+             _checks.check_bool("state_grad", state_grad))
+    return None if all(asked) else asked
+
+
 def _drop_batch(a):
     """[N,1,K] -> [N,K]: the batch axis of an unbatched call removed."""
     return a.reshape(a.shape[0], a.shape[2])
@@ -260,12 +268,14 @@ class _Layer(_Recurrent):
         ctx = _TrainContext(self, stack, unbatched, self.batch_first, hx_given)
         return out, state, ctx
 
-    def backward(self, ctx, grad_output, grad_h_n=None):
+    def backward(self, ctx, grad_output, grad_h_n=None, *, input_grad=True, state_grad=True):
         """Gradients of a loss given ``grad_output`` (and optionally ``grad_h_n``).
 
         Returns grad_x (shaped like x), grad_hx (LSTM: (grad_h0, grad_c0)) and a dict of
         parameter gradients with the state_dict's names and shapes, all on the parameters' side
-        (device arrays after ``to("cuda")``).
+        (device arrays after ``to("cuda")``). ``input_grad=False`` (x is data) or
+        ``state_grad=False`` (hx is not trained through): that gradient is None, and the C
+        kernels skip the work only it needs.
         """
         self._check_ctx(ctx)
         stack, dev = ctx.kept, ctx.on_device
@@ -297,11 +307,13 @@ class _Layer(_Recurrent):
         if ctx.unbatched:
             g_h = None if g_h is None else g_h.reshape(LD, 1, H)
             g_c = None if g_c is None else g_c.reshape(LD, 1, H)
-        dx, dh0, dc0, grads = stack_backward(stack, g_out, g_h, g_c)
+        asked, needs = _asked(input_grad, state_grad), None
+        if asked is not None:  # stack_backward's needs: every weight's gradient
+            needs = (asked[0], asked[1], asked[1], [[(True,) * 4] * D] * self.num_layers)
+        dx, dh0, dc0, grads = stack_backward(stack, g_out, g_h, g_c, needs)
         if ctx.unbatched:
-            dx, dh0 = _drop_batch(dx), _drop_batch(dh0)
-            dc0 = None if dc0 is None else _drop_batch(dc0)
-        elif self.batch_first:
+            dx, dh0, dc0 = (None if g is None else _drop_batch(g) for g in (dx, dh0, dc0))
+        elif self.batch_first and dx is not None:
             dx = stack.ops.swap01(dx)
         named = {}
         for layer in range(self.num_layers):
@@ -312,7 +324,7 @@ class _Layer(_Recurrent):
                 if self.bias:
                     named[f"bias_ih_l{layer}{suffix}"] = db_ih
                     named[f"bias_hh_l{layer}{suffix}"] = db_hh
-        return dx, (dh0 if dc0 is None else (dh0, dc0)), named
+        return dx, (dh0 if dc0 is None or dh0 is None else (dh0, dc0)), named
 
     def __repr__(self):
         extra = "".join(f", {k}={v!r}" for k, v in self._spec.flags)
@@ -425,10 +437,12 @@ class _Cell(_Recurrent):
         state, stack, unbatched = self._run(x, hx, training=True)
         return state, _TrainContext(self, stack, unbatched, False, hx is not None)
 
-    def backward(self, ctx, grad_h, grad_c=None):
+    def backward(self, ctx, grad_h, grad_c=None, *, input_grad=True, state_grad=True):
         """Gradients given ``grad_h`` of h' (and ``grad_c`` of c' for LSTMCell).
 
-        Returns grad_x, grad_hx (LSTMCell: (grad_h, grad_c)), dict of parameter gradients.
+        Returns grad_x, grad_hx (LSTMCell: (grad_h, grad_c)), dict of parameter gradients;
+        ``input_grad=False`` or ``state_grad=False``: that one is None and not computed, as
+        the layers' ``backward``.
         """
         self._check_ctx(ctx)
         be, step = ctx.kept
@@ -441,13 +455,20 @@ class _Cell(_Recurrent):
             g_c = None if g_c is None else g_c.reshape(B, H)
         elif grad_c is not None:
             raise TypeError(f"grad_c: {type(self).__name__} has no cell state; pass only grad_h")
+        asked, wanted = _asked(input_grad, state_grad), None
+        if asked is not None:  # the backends' order: dx, the states', the four weights'
+            states = 2 if self._spec.has_cell_state else 1
+            wanted = (asked[0], *(asked[1],) * states, *(True,) * 4)
         dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh = step_backward(self._spec, be, step,
-                                                                 g_h.reshape(B, H), g_c)
+                                                                 g_h.reshape(B, H), g_c, wanted)
         named = {"weight_ih": dw_ih, "weight_hh": dw_hh}
         if self.bias:
             named.update(bias_ih=db_ih, bias_hh=db_hh)
-        in_shape = (self.input_size,) if ctx.unbatched else (B, self.input_size)
-        dx, dh0 = dx.reshape(in_shape), dh0.reshape(shape)
+        if dx is not None:
+            dx = dx.reshape((self.input_size,) if ctx.unbatched else (B, self.input_size))
+        if dh0 is None:
+            return dx, None, named
+        dh0 = dh0.reshape(shape)
         return dx, (dh0 if dc0 is None else (dh0, dc0.reshape(shape))), named
 
 
