@@ -274,8 +274,9 @@ def test_operators_pass_torch_opcheck(cell, lengths, training):
                for shape in ((G * H, I), (G * H, H), (G * H,), (G * H,))]
     lens = None if lengths is None else torch.tensor(lengths)
     args = (x, h0, c0, *weights, lens, mode, False, training, "")
-    # AOTAutograd's own test returns the workspace to the caller, who would see backward write
-    # its scratch; the graphs above keep it inside (and run through AOTAutograd there)
+    # AOTAutograd's own test compares every output of two runs, the training workspace's
+    # never-written scratch included; the graphs above keep the workspace inside (and run
+    # through AOTAutograd there)
     checks = ("test_schema", "test_autograd_registration", "test_faketensor") + (
         () if training else ("test_aot_dispatch_dynamic",))
     torch.library.opcheck(_ops.layer_forward._opoverload, args, test_utils=checks)
@@ -342,16 +343,16 @@ def test_backward_reads_a_workspace_off_the_kernels_alignment():
     T, B, H = x.shape[0], x.shape[1], h0.shape[1]
     grads_of = [torch.randn(T, B, H, dtype=x.dtype), torch.randn(B, H, dtype=x.dtype),
                 torch.randn(B, H, dtype=x.dtype)]
-    results = [_ops.layer_backward(x, h0, c0, *weights, None, ws, *grads_of, "LSTM",
-                                              False, "", [True] * 7)
+    results = [_ops.layer_backward(x, h0, c0, *weights, None, ws, *grads_of, "LSTM", False,
+                                   "", [True] * 7)
                for ws in (workspace, shifted)]
     for a, b in zip(*results):
         assert torch.equal(a, b)
     # backward only reads it, as its schema says (bytes: the scratch's never-written NaNs)
     assert torch.equal(workspace.view(torch.uint8), before.view(torch.uint8))
     with pytest.raises(ValueError, match="expected 7 flags"):
-        _ops.layer_backward(x, h0, c0, *weights, None, workspace, *grads_of, "LSTM",
-                                       False, "", [True] * 6)
+        _ops.layer_backward(x, h0, c0, *weights, None, workspace, *grads_of, "LSTM", False,
+                            "", [True] * 6)
 
 
 @pytest.mark.parametrize("bad", ["short", "long", "dtype"])
