@@ -13,7 +13,7 @@ A typical step::
     pred, head_ctx = head.forward_train(out)
     loss, g_pred = mse_loss(pred, target)
     g_out, g_head = head.backward(head_ctx, g_pred)
-    _, _, g_rnn = rnn.backward(ctx, g_out)
+    _, _, g_rnn = rnn.backward(ctx, g_out, input_grad=False, state_grad=False)  # x is data
     clip_grad_norm([g_rnn, g_head], 1.0)
     opt.step([g_rnn, g_head])
 """
