@@ -447,11 +447,19 @@ def test_layer_on_device_arrays(variant):
         infer = dev_m(on_device(x), on_device(hx), dev_lengths)
         *fwd, ctx = dev_m.forward_train(on_device(x), on_device(hx), dev_lengths)
         bwd = dev_m.backward(ctx, on_device(g_out), on_device(g_h))
+        *_, ctx = dev_m.forward_train(on_device(x), on_device(hx), dev_lengths)
+        weights_only = dev_m.backward(ctx, on_device(g_out), on_device(g_h), input_grad=False,
+                                      state_grad=False)
     want_fwd = host_m.forward_train(x, hx, lengths)
     assert_device_results_match(infer, host_m(x, hx, lengths))
     assert_device_results_match(fwd, want_fwd[:2])
     assert_device_results_match(bwd, host_m.backward(want_fwd[2], g_out, g_h))
     assert set(bwd[2]) == set(dev_m.parameters())
+    # asked for the weights' gradients only (the second forward draws the same dropout masks
+    # on both sides: each module's own generator)
+    *_, host_ctx = host_m.forward_train(x, hx, lengths)
+    assert weights_only[:2] == (None, None)
+    assert_device_results_match(weights_only[2], host_m.backward(host_ctx, g_out, g_h)[2])
 
 
 @pytest.mark.parametrize("variant", ["rnn_relu", "lstm", "gru_reset_before"])
