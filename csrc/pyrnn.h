@@ -132,9 +132,13 @@ int pyrnn_has_thread_team(void);
 /* Nanoseconds one barrier of a two-thread team takes here, which sets how much work a second
  * thread needs: $PYRNN_BARRIER_NS (1 to 1000000) when set, else measured (the fastest of up to
  * 32 runs of 32 barriers, 0.05-0.4 ms with the team's start) at the first call big enough for
- * a team and again at two later calls at least 50 ms apart, the fastest measurement counting;
- * 480 ns until one did not meet a busy core (and for good if none did). */
+ * a team and again at up to seven later calls, each at least 4 times as long after the one
+ * before as that one after its own (50 ms, 0.2 s, 0.8 s, ... 3.4 min: a virtual machine's host
+ * moves its vCPUs nearer and further), the fastest measurement counting; 480 ns until one did
+ * not meet a busy core (and for good if none did). */
 double pyrnn_barrier_ns(void);
+/* How many measurements pyrnn_barrier_ns has taken so far (0 when $PYRNN_BARRIER_NS is set). */
+int pyrnn_barrier_measurements(void);
 /* PYRNN_CDEF_END */
 
 #ifdef __cplusplus

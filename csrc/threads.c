@@ -122,20 +122,25 @@ int64_t pyrnn_l1d_bytes(void)
 
 static double measured_barrier_ns(void);
 
-/* The cost is the fastest of MEASUREMENTS measurements, taken at calls at least RETRY_NS apart
- * (calls in between use the fastest so far): a team's first start on a virtual machine often
- * meets a slow barrier, one that waits out a scheduler time slice (a contended measurement,
- * which gives nothing) or one merely slower than the ones after it. Until a measurement is
- * uncontended, and for good once all met a busy core, the barrier counts as slow as MAX_SCALE
- * allows (one thread serves a busy machine better: benchmarks/RESULTS.md). */
-#define MEASUREMENTS 3
-#define RETRY_NS 50000000
+/* The cost is the fastest of MEASUREMENTS measurements: the first at the first call that asks,
+ * the k-th one at least RETRY_NS * 4^(k-2) after the one before (50 ms, 0.2 s, 0.8 s, ... 3.4
+ * min), calls in between taking the fastest so far. A team's first start on a virtual machine
+ * often meets a slow barrier, one that waits out a scheduler time slice (a contended
+ * measurement, which gives nothing) or one merely slower than the ones after it; and the host
+ * moves the vCPUs: in one process the barrier took 50-60 ns and 200-270 ns by turns, in spells
+ * of 0.3 s to a few seconds (benchmarks/RESULTS.md), so three measurements within 0.1 s all
+ * met the slow one in one process in five, which then ran the problems on the line (LSTM batch
+ * 1 with 64 units) on one thread for good. Until a measurement is uncontended, and for good once all met a busy
+ * core, the barrier counts as slow as MAX_SCALE allows (one thread serves a busy machine
+ * better: benchmarks/RESULTS.md). */
+#define MEASUREMENTS 8
+#define RETRY_NS 50000000LL
 static atomic_long pinned_ns = 0;         /* $PYRNN_BARRIER_NS; -1 unset, 0 not read yet */
 static atomic_long fastest_ns = 0;        /* the fastest uncontended measurement, 0: none */
 static atomic_int measurements = 0;       /* taken, or claimed by a call taking one */
 static atomic_llong last_measured_ns = 0; /* when the last one ended */
 
-double pyrnn_barrier_ns(void)
+static long pinned_barrier_ns(void)
 {
     long pinned = atomic_load_explicit(&pinned_ns, memory_order_relaxed);
     if (pinned == 0) {
@@ -143,10 +148,17 @@ double pyrnn_barrier_ns(void)
         if (pinned == 0) pinned = -1;
         atomic_store_explicit(&pinned_ns, pinned, memory_order_relaxed);
     }
+    return pinned;
+}
+
+double pyrnn_barrier_ns(void)
+{
+    const long pinned = pinned_barrier_ns();
     if (pinned > 0) return (double)pinned;
     int taken = atomic_load(&measurements);
     if (taken < MEASUREMENTS &&
-        (taken == 0 || now_ns() - atomic_load(&last_measured_ns) >= RETRY_NS) &&
+        (taken == 0 ||
+         now_ns() - atomic_load(&last_measured_ns) >= RETRY_NS << (2 * (taken - 1))) &&
         atomic_compare_exchange_strong(&measurements, &taken, taken + 1)) {
         const long ns = (long)(measured_barrier_ns() + 0.5);  /* 0: contended */
         const long fastest = atomic_load(&fastest_ns);
@@ -155,6 +167,11 @@ double pyrnn_barrier_ns(void)
     }
     const long fastest = atomic_load(&fastest_ns);
     return fastest > 0 ? (double)fastest : REFERENCE_BARRIER_NS * MAX_SCALE;
+}
+
+int pyrnn_barrier_measurements(void)
+{
+    return pinned_barrier_ns() > 0 ? 0 : atomic_load(&measurements);
 }
 
 static int leave_asleep(double total);

@@ -329,13 +329,15 @@ def set_num_threads(n: int) -> None:
 
 def info() -> dict:
     """The instruction set chosen, the thread setting, whether a thread team exists and what its
-    barrier costs (which sets how much work a second thread needs), the version."""
+    barrier costs (which sets how much work a second thread needs) after how many measurements
+    of it, the version."""
     return {
         "version": ffi.string(lib.pyrnn_version()).decode(),
         "isa": ffi.string(lib.pyrnn_isa_name()).decode(),
         "threads": lib.pyrnn_get_num_threads(),
         "thread_team": bool(lib.pyrnn_has_thread_team()),
         "barrier_ns": lib.pyrnn_barrier_ns(),
+        "barrier_measurements": lib.pyrnn_barrier_measurements(),
     }
 
 
