@@ -79,6 +79,19 @@ static void barriers(void *ctx, int tid, int nth)
     for (long r = *(const long *)ctx; r > 0; r--) pyrnn_barrier(nth);
 }
 
+/* ns a barrier of a team of two: the fastest of `rounds` runs of `reps` in a row. */
+static double barrier_ns(long reps, int rounds)
+{
+    double best = 1e9;
+    for (int round = 0; round < rounds; round++) {
+        const double t0 = now();
+        pyrnn_team(2, barriers, (void *)&reps);
+        const double dt = now() - t0;
+        if (dt < best) best = dt;
+    }
+    return 1e9 * best / (double)reps;
+}
+
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "";
@@ -143,30 +156,15 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!strcmp(mode, "barrier") && argc == 2) {
-        const long reps = 200000;
-        for (int round = 0; round < 5; round++) {
-            const double t0 = now();
-            pyrnn_team(2, barriers, (void *)&reps);
-            const double dt = now() - t0;
-            if (dt < best) best = dt;
-        }
-        printf("barrier, 2 threads: %.1f ns\n", 1e9 * best / (double)reps);
+        printf("barrier, 2 threads: %.1f ns\n", barrier_ns(200000, 5));
         return 0;
     }
     if (!strcmp(mode, "barriers") && argc == 3) {
         /* the best of 3 runs of 20,000 barriers, then 0.3 s asleep, for SECONDS */
-        const long reps = 20000;
         const struct timespec pause = {0, 300000000};
         printf("barrier, 2 threads, ns every 0.3 s:");
         for (const double end = now() + atof(argv[2]); now() < end;) {
-            double fastest = 1e9;
-            for (int round = 0; round < 3; round++) {
-                const double t0 = now();
-                pyrnn_team(2, barriers, (void *)&reps);
-                const double dt = now() - t0;
-                if (dt < fastest) fastest = dt;
-            }
-            printf(" %.0f", 1e9 * fastest / (double)reps);
+            printf(" %.0f", barrier_ns(20000, 3));
             fflush(stdout);
             nanosleep(&pause, NULL);
         }

@@ -65,18 +65,23 @@ def test_sanitizer_job_runs_clean():
     assert "0 failure(s)" in out.stdout
 
 
-def barrier_ns_in_a_fresh_process(setting):
-    """What a new process's kernels take the barrier to cost, with PYRNN_BARRIER_NS = setting
-    (None: unset), after one call big enough for a team."""
-    code = ("import numpy as np, pyrnn; from pyrnn import _c; pyrnn.set_num_threads(2); "
-            "pyrnn.LSTM(40, 160, backend='c', seed=0)(np.ones((3, 24, 40), np.float32)); "
-            "print(_c.info()['barrier_ns'])")
+def printed_by_a_fresh_process(code: str, setting) -> str:
+    """What ``code`` prints in a new process with PYRNN_BARRIER_NS = setting (None: unset)."""
     env = {k: v for k, v in os.environ.items() if k != "PYRNN_BARRIER_NS"}
     if setting is not None:
         env["PYRNN_BARRIER_NS"] = setting
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True, timeout=120)
-    return float(out.stdout.strip())
+    return out.stdout
+
+
+def barrier_ns_in_a_fresh_process(setting):
+    """What a new process's kernels take the barrier to cost after one call big enough for a
+    team."""
+    code = ("import numpy as np, pyrnn; from pyrnn import _c; pyrnn.set_num_threads(2); "
+            "pyrnn.LSTM(40, 160, backend='c', seed=0)(np.ones((3, 24, 40), np.float32)); "
+            "print(_c.info()['barrier_ns'])")
+    return float(printed_by_a_fresh_process(code, setting).strip())
 
 
 def test_the_barrier_cost_is_measured_or_taken_from_the_environment():
@@ -98,12 +103,7 @@ def measurements_in_a_fresh_process(setting):
             "    time.sleep(pause)\n"
             "    taken.append(_c.info()['barrier_measurements'])\n"
             "print(*taken)")
-    env = {k: v for k, v in os.environ.items() if k != "PYRNN_BARRIER_NS"}
-    if setting is not None:
-        env["PYRNN_BARRIER_NS"] = setting
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True, timeout=120)
-    return [int(n) for n in out.stdout.split()]
+    return [int(n) for n in printed_by_a_fresh_process(code, setting).split()]
 
 
 def test_the_barrier_is_measured_again_ever_further_apart():
