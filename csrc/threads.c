@@ -130,9 +130,9 @@ static double measured_barrier_ns(void);
  * moves the vCPUs: in one process the barrier took 50-60 ns and 200-270 ns by turns, in spells
  * of 0.3 s to a few seconds (benchmarks/RESULTS.md), so three measurements within 0.1 s all
  * met the slow one in one process in five, which then ran the problems on the line (LSTM batch
- * 1 with 64 units) on one thread for good. Until a measurement is uncontended, and for good once all met a busy
- * core, the barrier counts as slow as MAX_SCALE allows (one thread serves a busy machine
- * better: benchmarks/RESULTS.md). */
+ * 1 with 64 units) on one thread for good. Until a measurement is uncontended, and for good
+ * once all met a busy core, the barrier counts as slow as MAX_SCALE allows (one thread serves
+ * a busy machine better: benchmarks/RESULTS.md). */
 #define MEASUREMENTS 8
 #define RETRY_NS 50000000LL
 static atomic_long pinned_ns = 0;         /* $PYRNN_BARRIER_NS; -1 unset, 0 not read yet */

@@ -96,10 +96,10 @@ def test_the_barrier_cost_is_measured_or_taken_from_the_environment():
 
 def measurements_in_a_fresh_process(setting):
     """How many barrier measurements a new process has taken at calls that ask for the cost
-    (``_c.info()`` asks) after 0, 0.07, 0.17, 0.32 and 1.17 s."""
+    (``_c.info()`` asks) after 0, 0.07, 0.12, 0.32 and 1.17 s."""
     code = ("import time, pyrnn; from pyrnn import _c; pyrnn.set_num_threads(2)\n"
             "taken = [_c.info()['barrier_measurements']]\n"
-            "for pause in (0.07, 0.1, 0.15, 0.85):\n"
+            "for pause in (0.07, 0.05, 0.2, 0.85):\n"
             "    time.sleep(pause)\n"
             "    taken.append(_c.info()['barrier_measurements'])\n"
             "print(*taken)")
@@ -108,6 +108,6 @@ def measurements_in_a_fresh_process(setting):
 
 def test_the_barrier_is_measured_again_ever_further_apart():
     # at once, then 50 ms, 0.2 s and 0.8 s after the one before (the host may have moved the
-    # vCPUs in between): 0.1 s after the second is too soon for a third
+    # vCPUs in between): 0.05 s after the second is too soon for a third
     assert measurements_in_a_fresh_process(None) == [1, 2, 2, 3, 4]
     assert measurements_in_a_fresh_process("250") == [0, 0, 0, 0, 0]  # pinned: none
