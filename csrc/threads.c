@@ -127,7 +127,7 @@ static double measured_barrier_ns(void);
  * min), calls in between taking the fastest so far. A team's first start on a virtual machine
  * often meets a slow barrier, one that waits out a scheduler time slice (a contended
  * measurement, which gives nothing) or one merely slower than the ones after it; and the host
- * moves the vCPUs: in one process the barrier took 50-60 ns and 200-270 ns by turns, in spells
+ * moves the vCPUs: in one process the barrier took 33-89 ns and 206-279 ns by turns, in spells
  * of 0.3 s to a few seconds (benchmarks/RESULTS.md), so three measurements within 0.1 s all
  * met the slow one in one process in five, which then ran the problems on the line (LSTM batch
  * 1 with 64 units) on one thread for good. Until a measurement is uncontended, and for good
