@@ -76,6 +76,37 @@ static inline int64_t FN(next_visit)(int64_t T, int rev, int64_t u0, int64_t u1,
     return -1;
 }
 
+/* A forward step's recurrent products of the tiles [u0, u1) a thread owns, each of nv vectors,
+ * when the transposed state aT ([K,B]) is larger than RECUR_GROUP_BYTES: K in groups of
+ * recur_tile's chunks whose rows of aT take at most that much, every tile's chunks of a group
+ * (in step s's order) before the next group's, so that a group of aT stays in L2 while the
+ * tiles pass over it; tile by tile, each read all of aT, from L3 once it no longer fitted in L2
+ * beside the streaming weights (float64 at B=64, H=1024: 512 KiB, all of a Zen 3 core's L2;
+ * RNN 50x64x512x1024 inference 0.87-1.00 of the time in nine alternations, median 0.90; the
+ * GRU's and LSTM's within noise: benchmarks/RESULTS.md). Backward's gate gradients (1 MiB for
+ * that LSTM in float32) gained nothing measurable so, and keep the tile order. tiles + u*tile_len and acc + u*acc_len are tile u's panel and sums; each sum keeps
+ * its k order, so its bits. Returns 0 without a product where one group holds all of K: the
+ * caller then takes each tile's product right before its rows' update, as before. */
+#define RECUR_GROUP_BYTES (256 << 10)
+static int FN(products_in_groups)(int64_t B, int nv, int64_t K, const real *aT, const real *tiles,
+                                  int64_t tile_len, real *acc, int64_t acc_len,
+                                  const int64_t *lengths, int64_t t, int64_t u0, int64_t u1,
+                                  int64_t s)
+{
+    const int nchunks = FN(recur_chunks)(nv, K);
+    const int64_t chunk_bytes = (K + nchunks - 1) / nchunks * B * (int64_t)sizeof(real);
+    const int64_t fit = RECUR_GROUP_BYTES / chunk_bytes;  /* chunks of aT a group takes */
+    if (B == 1 || fit >= nchunks) return 0;
+    const int group = fit < 1 ? 1 : (int)fit;
+    for (int c0 = 0; c0 < nchunks; c0 += group)
+        for (int64_t i = 0; i < u1 - u0; i++) {
+            const int64_t u = FN(block_at)(u0, u1, s, i), nu = FN(next_block)(u0, u1, s, i);
+            FN(recur_tile_part)(B, nv, K, aT, tiles + u * tile_len, acc + u * acc_len, lengths,
+                                t, nu < 0 ? NULL : tiles + nu * tile_len, c0, c0 + group);
+        }
+    return 1;
+}
+
 /* The unit blocks [u0, u1) thread tid of nth owns, the same for every step: whole pairs of
  * blocks, because the products with one vector per block (rnn forward, every backward) run on
  * pairs of blocks (two vectors keep the FMAs, not the loads, the bound). */

@@ -156,16 +156,25 @@ static void FN(mv)(int np, int pv, int64_t K, const real *a, const real *b, int6
  * product: a row block made only of those gets zeros instead, so lengths with a spread cost
  * less than the padded run. */
 #define RECUR_PANEL_BYTES PYRNN_RECUR_PANEL_BYTES
-static void FN(recur_tile)(int64_t B, int nv, int64_t K, const real *aT, const real *panel,
-                           real *acc, const int64_t *lengths, int64_t t, const real *next)
+
+/* The chunks recur_tile passes K in, with tiles of nv vectors. */
+static inline int FN(recur_chunks)(int nv, int64_t K)
+{
+    const int64_t kc_max = RECUR_PANEL_BYTES / ((int64_t)nv * VW * (int64_t)sizeof(real));
+    return (int)((K + kc_max - 1) / kc_max);
+}
+
+/* recur_tile's chunks [c0, c1) of K alone: acc holds the sums of the chunks before c0. */
+static void FN(recur_tile_part)(int64_t B, int nv, int64_t K, const real *aT, const real *panel,
+                                real *acc, const int64_t *lengths, int64_t t, const real *next,
+                                int c0, int c1)
 {
     const int64_t w = (int64_t)nv * VW;
     /* row block r is rows [b0, b1) of pyrnn_share(B, r, nblocks); chunk ci likewise of K */
-    const int64_t kc_max = RECUR_PANEL_BYTES / (w * (int64_t)sizeof(real));
-    const int nchunks = (int)((K + kc_max - 1) / kc_max);
+    const int nchunks = FN(recur_chunks)(nv, K);
     const int nblocks = (int)((B + MR_FOR(nv) - 1) / MR_FOR(nv));
     const int64_t share = K * w * (int64_t)sizeof(real) / ((int64_t)nchunks * nblocks);
-    for (int ci = 0; ci < nchunks; ci++) {
+    for (int ci = c0; ci < c1 && ci < nchunks; ci++) {
         int64_t k0, k1, b0, b1;
         pyrnn_share(K, ci, nchunks, &k0, &k1);
         for (int r = 0; r < nblocks; r++) {
@@ -182,6 +191,12 @@ static void FN(recur_tile)(int64_t B, int nv, int64_t K, const real *aT, const r
                 memset(acc + b0 * w, 0, (size_t)(mr * w) * sizeof(real));
         }
     }
+}
+
+static void FN(recur_tile)(int64_t B, int nv, int64_t K, const real *aT, const real *panel,
+                           real *acc, const int64_t *lengths, int64_t t, const real *next)
+{
+    FN(recur_tile_part)(B, nv, K, aT, panel, acc, lengths, t, next, 0, FN(recur_chunks)(nv, K));
 }
 
 /* Shuffle masks of the transpose below, for rounds b = 1, 2, 4, 8 (only the first VW lanes of

@@ -194,12 +194,15 @@ static __attribute__((noinline)) void FN(gru_phase1_batch)(
     const int reset_after = c->flag, tile = reset_after ? 3 : 2;
     real *gates = x->r.gates, *acc = x->r.tail.acc, *wpack = x->r.tail.wpack;
     real *rhT = x->r.tail.tbuf + 2 * H * B;
+    const int summed = x->folded || FN(products_in_groups)(B, tile, H, hT_prev, wpack,
+                                                           H * tile * VW, acc, B * G * VW,
+                                                           c->lengths, t, u0, u1, s);
     for (int64_t ui = 0; ui < u1 - u0; ui++) {
         const int64_t u = FN(block_at)(u0, u1, s, ui);
         const int64_t ju = u * VW, n = H - ju < VW ? H - ju : VW;
         real *gh = acc + u * B * G * VW;  /* [B][r,z(,n)][VW] h_prev @ w_h{rz(n)}^T */
         const int64_t nu = FN(next_block)(u0, u1, s, ui);
-        if (!x->folded)
+        if (!summed)
             FN(recur_tile)(B, tile, H, hT_prev, wpack + u * H * tile * VW, gh, c->lengths, t,
                            nu < 0 ? NULL : wpack + nu * H * tile * VW);
         int64_t pu;
@@ -260,9 +263,11 @@ static void FN(gru_forward_team)(void *vctx, int tid, int nth)
             if (B == 1)
                 FN(tiles_product_b1)(2, H, rhT, wpack_n, H, 0, q0, q1, acc, 2 * VW, c->lengths,
                                      t);
+            const int summed = FN(products_in_groups)(B, 2, H, rhT, wpack_n, H * 2 * VW, acc,
+                                                      B * 2 * VW, c->lengths, t, q0, q1, s);
             for (int64_t qi = 0; qi < q1 - q0; qi++) {
                 const int64_t q = FN(block_at)(q0, q1, s, qi);
-                if (B > 1)
+                if (B > 1 && !summed)
                     FN(pair_product)(B, H, rhT, wpack_n, H, 0, q, FN(next_block)(q0, q1, s, qi),
                                      acc, c->lengths, t);
                 for (int64_t u = 2 * q; u < 2 * q + 2 && u < x->nblk; u++) {

@@ -120,7 +120,8 @@ static inline void FN(lstm_block_bias)(const struct PYRNN_CAT(pyrnn_call_, SFX) 
 static inline int64_t FN(lstm_block)(const struct FN(lstm_ctx) *x, int64_t s, int64_t u0,
                                      int64_t u1, int64_t ui, const real *hT_prev,
                                      const real *h_prev, const real *c_prev, real *h, real *cs,
-                                     V *scratch, struct FN(lstm_rows) *rw, const V *held)
+                                     V *scratch, struct FN(lstm_rows) *rw, const V *held,
+                                     int summed)
 {
     const struct PYRNN_CAT(pyrnn_call_, SFX) *c = x->c;
     const int64_t T = c->T, B = c->B, H = c->H, G = 4, t = FN(step_at)(T, c->reverse, s);
@@ -129,8 +130,9 @@ static inline int64_t FN(lstm_block)(const struct FN(lstm_ctx) *x, int64_t s, in
     real *gates = x->r.gates, *wpack = x->r.tail.wpack;
     real *gh = x->r.tail.acc + u * B * G * VW;  /* [B][i,f,g,o][VW] h_prev @ w_hh^T */
     const int64_t nu = FN(next_block)(u0, u1, s, ui);
-    if (x->folded) {
-        /* the one step's sums are in gates already, and gh reads zeros (fold_one_step) */
+    if (x->folded || summed) {
+        /* the one step's sums are in gates already, and gh reads zeros (fold_one_step); or
+         * products_in_groups made the step's sums */
     } else if (B > 1) {
         FN(recur_tile)(B, G, H, hT_prev, wpack + u * H * G * VW, gh, c->lengths, t,
                        nu < 0 ? NULL : wpack + nu * H * G * VW);
@@ -196,6 +198,10 @@ static void FN(lstm_forward_team)(void *vctx, int tid, int nth)
         /* batch 1's state is its own transpose: the products read it where it is */
         const real *hT_prev = B == 1 ? h_prev : hT + (s & 1) * H * B;
         real *hT_next = hT + ((s + 1) & 1) * H * B;
+        const int summed = !x->folded &&
+                           FN(products_in_groups)(B, G, H, hT_prev, x->r.tail.wpack, H * G * VW,
+                                                  x->r.tail.acc, B * G * VW, c->lengths,
+                                                  FN(step_at)(T, c->reverse, s), u0, u1, s);
         for (int64_t ui = 0; ui < u1 - u0;) {
             /* batch 1 takes blocks two at a time: their one row each interleave as two rows of
              * a block do (the pointwise update's chains are long: sigmoid, then tanh(c)) */
@@ -205,7 +211,7 @@ static void FN(lstm_forward_team)(void *vctx, int tid, int nth)
             int64_t n[2];
             for (int64_t k = 0; k < nb; k++)
                 n[k] = FN(lstm_block)(x, s, u0, u1, ui + k, hT_prev, h_prev, c_prev, h, cs,
-                                      scratch[k], &rw[k], hold ? held_bias : NULL);
+                                      scratch[k], &rw[k], hold ? held_bias : NULL, summed);
             if (nb == 2 && n[0] == VW && n[1] == VW) {
                 FN(lstm_row)(&rw[0], 0, VW);
                 FN(lstm_row)(&rw[1], 0, VW);

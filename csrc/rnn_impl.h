@@ -141,9 +141,12 @@ static __attribute__((noinline)) void FN(rnn_step_batch)(const struct FN(rnn_ctx
     const struct PYRNN_CAT(pyrnn_call_, SFX) *c = x->c;
     const int64_t B = c->B, H = c->H, ld = x->r.gates_ld, t = st->t;
     real *acc = x->r.tail.acc;
+    const int summed = x->folded || FN(products_in_groups)(B, 2, H, hT_prev, x->r.tail.wpack,
+                                                           H * 2 * VW, acc, B * 2 * VW,
+                                                           c->lengths, t, q0, q1, s);
     for (int64_t qi = 0; qi < q1 - q0; qi++) {
         const int64_t q = FN(block_at)(q0, q1, s, qi);
-        if (!x->folded)
+        if (!summed)
             FN(pair_product)(B, H, hT_prev, x->r.tail.wpack, H, 0, q,
                              FN(next_block)(q0, q1, s, qi), acc, c->lengths, t);
         for (int64_t u = 2 * q; u < 2 * q + 2 && u < x->nblk; u++) {

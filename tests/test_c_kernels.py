@@ -352,6 +352,26 @@ def test_backends_return_only_the_wanted_gradients(cell):
                 back(*args, *grads, wanted=[True] * 3, **flags)
 
 
+@pytest.mark.parametrize("dtype, B", [(np.float32, 160), (np.float64, 80)], ids=["f32", "f64"])
+@pytest.mark.parametrize("cell", CELLS, ids=cell_id)
+def test_products_in_groups_of_chunks(cell, dtype, B, threads_restored):
+    """A transposed state larger than 256 KiB (cell_common.h products_in_groups: H = 512 at
+    these batches) has a forward step's products made group of K's chunks by group, every
+    tile's before the next group; forward and backward against the reference, and the same
+    bits on 1, 2 and 3 threads."""
+    kind, flags = cell
+    p = make_problem(kind, 3, B, 16, 512, dtype, "spread", True, True, seed=7)
+    want = run(ref, kind, flags, p, True, True)
+    results = []
+    for n in (1, 2, 3):
+        pyrnn.set_num_threads(n)
+        results.append(run(_c, kind, flags, p, True, True))
+    assert_close(results[0], want, TOL[dtype])
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert a is None or np.array_equal(a, b)
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("cell", CELLS, ids=cell_id)
 def test_weight_gradients_packed_past_the_unpacked_size(cell, threads, threads_restored):
