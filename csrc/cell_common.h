@@ -84,9 +84,10 @@ static inline int64_t FN(next_visit)(int64_t T, int rev, int64_t u0, int64_t u1,
  * beside the streaming weights (float64 at B=64, H=1024: 512 KiB, all of a Zen 3 core's L2;
  * RNN 50x64x512x1024 inference 0.87-1.00 of the time in nine alternations, median 0.90; the
  * GRU's and LSTM's within noise: benchmarks/RESULTS.md). Backward's gate gradients (1 MiB for
- * that LSTM in float32) gained nothing measurable so, and keep the tile order. tiles + u*tile_len and acc + u*acc_len are tile u's panel and sums; each sum keeps
- * its k order, so its bits. Returns 0 without a product where one group holds all of K: the
- * caller then takes each tile's product right before its rows' update, as before. */
+ * that LSTM in float32) gained nothing measurable so, and keep the tile order.
+ * tiles + u*tile_len and acc + u*acc_len are tile u's panel and sums; each sum keeps its k
+ * order, so its bits. Returns 0 without a product where one group holds all of K: the caller
+ * then takes each tile's product right before its rows' update, as before. */
 #define RECUR_GROUP_BYTES (256 << 10)
 static int FN(products_in_groups)(int64_t B, int nv, int64_t K, const real *aT, const real *tiles,
                                   int64_t tile_len, real *acc, int64_t acc_len,

@@ -132,7 +132,7 @@ static inline int64_t FN(lstm_block)(const struct FN(lstm_ctx) *x, int64_t s, in
     const int64_t nu = FN(next_block)(u0, u1, s, ui);
     if (x->folded || summed) {
         /* the one step's sums are in gates already, and gh reads zeros (fold_one_step); or
-         * products_in_groups made the step's sums */
+         * products_in_groups has put this step's sums in gh */
     } else if (B > 1) {
         FN(recur_tile)(B, G, H, hT_prev, wpack + u * H * G * VW, gh, c->lengths, t,
                        nu < 0 ? NULL : wpack + nu * H * G * VW);
