@@ -86,8 +86,8 @@ static inline int64_t FN(next_visit)(int64_t T, int rev, int64_t u0, int64_t u1,
  * GRU's and LSTM's within noise: benchmarks/RESULTS.md). Backward's gate gradients (1 MiB for
  * that LSTM in float32) gained nothing measurable so, and keep the tile order.
  * tiles + u*tile_len and acc + u*acc_len are tile u's panel and sums; each sum keeps its k
- * order, so its bits. Returns 0 without a product where one group holds all of K: the caller
- * then takes each tile's product right before its rows' update, as before. */
+ * order, so its bits. Returns 0 without a product where one group would hold all of K (or K
+ * is one chunk): the caller then takes each tile's product right before its rows' update. */
 #define RECUR_GROUP_BYTES (256 << 10)
 static int FN(products_in_groups)(int64_t B, int nv, int64_t K, const real *aT, const real *tiles,
                                   int64_t tile_len, real *acc, int64_t acc_len,
@@ -97,7 +97,7 @@ static int FN(products_in_groups)(int64_t B, int nv, int64_t K, const real *aT, 
     const int nchunks = FN(recur_chunks)(nv, K);
     const int64_t chunk_bytes = (K + nchunks - 1) / nchunks * B * (int64_t)sizeof(real);
     const int64_t fit = RECUR_GROUP_BYTES / chunk_bytes;  /* chunks of aT a group takes */
-    if (B == 1 || fit >= nchunks) return 0;
+    if (B == 1 || nchunks == 1 || fit >= nchunks) return 0;
     const int group = fit < 1 ? 1 : (int)fit;
     for (int c0 = 0; c0 < nchunks; c0 += group)
         for (int64_t i = 0; i < u1 - u0; i++) {
