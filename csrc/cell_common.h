@@ -135,11 +135,21 @@ static inline void FN(own_units)(int64_t H, int64_t u0, int64_t u1, int64_t *j0,
  * benchmarks/time_kernel.py: LSTM H=64, 64 KiB of weights against 48 KiB of L1, 0.40 -> 0.32
  * us a step; H=128 1.52 -> 0.94 us; GRU H=64, 48 KiB, forward 0.041 -> 0.037 ms for 100 steps;
  * but 36 KiB, LSTM H=48 or RNN H=96, ran no faster on two threads). The T steps' flops are
- * what waking a sleeping team is weighed against. */
-static inline int FN(loop_threads)(int G, int64_t T, int64_t B, int64_t H, int64_t nblk)
+ * what waking a sleeping team is weighed against.
+ * A folded one-step call (fold_one_step) has no product in its loop, only the pointwise work
+ * on its G*B*H gate values, counted as POINTWISE_FLOPS each: a team pays from about seven
+ * thousand values (benchmarks/compare_builds.py, T=1, one thread over two: LSTM B=8 H=128,
+ * four thousand, 0.94 of the time; GRU B=16 H=128 0.90 inference; LSTM B=16 H=128 and GRU B=32
+ * kept two). Counted as the product's, a one-step call of a few hundred values took two
+ * threads as soon as its weights passed the L1 (benchmarks/RESULTS.md). */
+#define POINTWISE_FLOPS 300.0
+static inline int FN(loop_threads)(int G, int64_t T, int64_t B, int64_t H, int64_t nblk,
+                                   int folded)
 {
-    const double flops = 2.0 * G * (double)B * (double)H * (double)H;
-    const double streamed = FN(streamed_work)((double)G * (double)H * (double)H * sizeof(real));
+    const double values = (double)G * (double)B * (double)H;
+    const double flops = folded ? POINTWISE_FLOPS * values : 2.0 * values * (double)H;
+    const double streamed =
+        folded ? 0.0 : FN(streamed_work)((double)G * (double)H * (double)H * sizeof(real), 1.0);
     return pyrnn_threads_for(flops > streamed ? flops : streamed, 1e6, (nblk + 1) / 2,
                              (double)T * flops);
 }

@@ -638,14 +638,23 @@ static void FN(gemm_few_rows)(void *ctx, int tid, int nth)
         FN(few_rows_dots_body)(2, g, q0, q1);
 }
 
-/* The work, in flops, that reading `bytes` of weights counts for in choosing threads: from the
- * L1's size on, 2 MFLOP per L1 of them, as each thread then reads its share from its own L2
- * (cell_common.h loop_threads; few rows of a GEMM read B once, and wait on it likewise). */
-static inline double FN(streamed_work)(double bytes)
+/* The work, in flops, that reading `bytes` of weights counts for in choosing threads: 2 MFLOP
+ * per L1 of them, as each thread then reads its share from its own L2, from `from_l1s` L1s on
+ * (cell_common.h loop_threads: weights read every step, from one L1; gemm_run: B of few rows,
+ * read once, from FEW_ROWS_SPLIT_L1S). */
+static inline double FN(streamed_work)(double bytes, double from_l1s)
 {
     const double l1 = (double)pyrnn_l1d_bytes();
-    return bytes >= l1 ? 2e6 * bytes / l1 : 0.0;
+    return bytes >= from_l1s * l1 ? 2e6 * bytes / l1 : 0.0;
 }
+
+/* A few rows' B is read once: from L2, one core reads a few L1s of it sooner than a team starts
+ * and ends, so it counts as work from FEW_ROWS_SPLIT_L1S L1s on (benchmarks/kernel_parts.c
+ * `gemm 1 3H H 0`, hot, one thread / two, GFLOP/s: H=64, 48 KiB, 19.2 / 12.6; H=96, 108 KiB,
+ * 25.0 / 23.5; H=128, 192 KiB, 27.3 / 31.2; H=192 24.2 / 47.0). From one L1, as the time
+ * loops count their weights, a one-step call of B=1 H=64 started teams for its input
+ * projection and its folded product: benchmarks/RESULTS.md. */
+#define FEW_ROWS_SPLIT_L1S 4.0
 
 /* Whether gemm_run takes the few-rows path for these sizes and strides. */
 static inline int FN(gemm_is_few_rows)(int64_t M, int64_t K, int64_t rsb, int64_t csb,
@@ -666,7 +675,8 @@ static void FN(gemm_run)(int64_t M, int64_t N, int64_t K, const real *A, int64_t
     struct FN(gemm) g = {M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, bpack};
     const double flops = 2.0 * (double)M * (double)N * (double)K;
     if (FN(gemm_is_few_rows)(M, K, rsb, csb, csa)) {
-        const double read = FN(streamed_work)((double)K * (double)N * sizeof(real));
+        const double read = FN(streamed_work)((double)K * (double)N * sizeof(real),
+                                              FEW_ROWS_SPLIT_L1S);
         pyrnn_team(pyrnn_threads_for(flops > read ? flops : read, 6e5, FN(few_rows_groups)(&g),
                                      flops),
                    FN(gemm_few_rows), &g);

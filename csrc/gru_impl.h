@@ -299,7 +299,7 @@ static void FN(gru_forward)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c)
     FN(gemm_run)(T * B, 3 * H, I, c->x, I, 1, c->w_ih, 1, I, x.r.gates, 3 * H, 0,
                  x.r.tail.bpack);
     x.folded = FN(gru_fold_one_step)(&x);
-    const int nth = FN(loop_threads)(3, T, B, H, x.nblk);
+    const int nth = FN(loop_threads)(3, T, B, H, x.nblk, x.folded);
     pyrnn_team(nth, FN(gru_forward_team), &x);
 }
 
@@ -431,7 +431,7 @@ static void FN(gru_backward)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c)
     const int64_t T = c->T, B = c->B, I = c->I, H = c->H, TB = T * B;
     struct FN(gru_ctx) x = {c, FN(gru_carve)(c->workspace, T, B, H, 1, c->flag),
                             (H + VW - 1) / VW, T == 1 && c->flag /* as gru_fold_one_step */};
-    const int nth = FN(loop_threads)(3, T, B, H, x.nblk);
+    const int nth = FN(loop_threads)(3, T, B, H, x.nblk, x.folded);
     pyrnn_team(nth, FN(gru_backward_team), &x);
 
     // 2. weight gradients and dx, each one GEMM over all steps (those asked for)

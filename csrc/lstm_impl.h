@@ -249,7 +249,7 @@ static void FN(lstm_forward)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c)
     FN(gemm_run)(T * B, 4 * H, I, c->x, I, 1, c->w_ih, 1, I, x.r.gates, x.r.gates_ld, 0,
                  x.r.tail.bpack);
     x.folded = FN(fold_one_step)(c, 4, x.r.gates, x.r.gates_ld, x.r.tail.acc, x.r.tail.bpack);
-    const int nth = FN(loop_threads)(4, T, B, H, x.nblk);
+    const int nth = FN(loop_threads)(4, T, B, H, x.nblk, x.folded);
     pyrnn_team(nth, FN(lstm_forward_team), &x);
 }
 
@@ -335,7 +335,7 @@ static void FN(lstm_backward)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c)
     const int64_t T = c->T, B = c->B, I = c->I, H = c->H;
     struct FN(lstm_ctx) x = {c, FN(lstm_carve)(c->workspace, T, B, H, 1), (H + VW - 1) / VW,
                              T == 1 /* as the forward's fold_one_step */};
-    const int nth = FN(loop_threads)(4, T, B, H, x.nblk);
+    const int nth = FN(loop_threads)(4, T, B, H, x.nblk, x.folded);
     pyrnn_team(nth, FN(lstm_backward_team), &x);
 
     // 2. weight gradients and dx, each one GEMM over all steps (those asked for)

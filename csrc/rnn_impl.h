@@ -206,7 +206,7 @@ static void FN(rnn_forward)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c)
     FN(gemm_run)(T * B, H, I, c->x, I, 1, c->w_ih, 1, I, x.r.gates, x.r.gates_ld, 0,
                  x.r.tail.bpack);
     x.folded = FN(fold_one_step)(c, 1, x.r.gates, x.r.gates_ld, x.r.tail.acc, x.r.tail.bpack);
-    const int nth = FN(loop_threads)(1, T, B, H, x.nblk);
+    const int nth = FN(loop_threads)(1, T, B, H, x.nblk, x.folded);
     pyrnn_team(nth, FN(rnn_forward_team), &x);
 }
 
@@ -275,7 +275,7 @@ static void FN(rnn_backward)(const struct PYRNN_CAT(pyrnn_call_, SFX) *c)
     const int64_t T = c->T, B = c->B, I = c->I, H = c->H;
     struct FN(rnn_ctx) x = {c, FN(rnn_carve)(c->workspace, T, B, H, 1), (H + VW - 1) / VW,
                             T == 1 /* as the forward's fold_one_step */};
-    const int nth = FN(loop_threads)(1, T, B, H, x.nblk);
+    const int nth = FN(loop_threads)(1, T, B, H, x.nblk, x.folded);
     pyrnn_team(nth, FN(rnn_backward_team), &x);
 
     // 2. weight gradients and dx, each one GEMM over all steps (those asked for)

@@ -213,7 +213,8 @@ def threads_restored():
     (5, 1, 120, 150, "spread"), (5, 24, 120, 150, "spread"),
     (1, 1, 600, 520, "none"), (1, 2, 600, 520, "none"),  # few-row GEMMs, one group a thread
     (1, 7, 300, 150, "none"),  # one row block: each thread packs its panels as it goes
-], ids=["T5B1", "T5B24", "T1B1", "T1B2", "T1B7"])
+    (1, 64, 100, 150, "none"),  # a one-step loop with values enough for its own team
+], ids=["T5B1", "T5B24", "T1B1", "T1B2", "T1B7", "T1B64"])
 @pytest.mark.parametrize("cell", CELLS, ids=cell_id)
 def test_bit_identical_for_any_thread_count(cell, T, B, I, H, lengths, threads_restored):
     """Big enough that the time loops and the GEMMs run on two and three threads; batch 1
