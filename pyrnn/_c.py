@@ -30,7 +30,7 @@ _GRAD_NAMES = {"rnn": ("dh_n",), "lstm": ("dh_n", "dc_n"), "gru": ("dh_n",)}
 _KERNELS = {(cell, p, sfx): getattr(lib, f"pyrnn_{cell}_{p}_{sfx}")
             for cell in _GATES for p in ("forward", "backward") for sfx in ("f32", "f64")}
 _WORKSPACE_LEN = {cell: getattr(lib, f"pyrnn_{cell}_workspace_len") for cell in _GATES}
-_NULL = ffi.NULL
+NULL = ffi.NULL  # the pointer for an array not given
 _from_buffer = ffi.from_buffer
 _cast = ffi.cast
 
@@ -42,7 +42,7 @@ def _shape(shape) -> str:
 def _pointer(ctype: str, dtype, name: str, a, shape):
     """A pointer to ``a`` as a C-contiguous array of ``dtype`` and ``shape``; NULL for None."""
     if a is None:
-        return _NULL
+        return NULL
     if a.__class__ is not np.ndarray or a.dtype is not dtype:
         a = np.ascontiguousarray(a, dtype=dtype)
     if a.shape != shape:
@@ -131,12 +131,12 @@ def _inputs(cell, x, states, w_ih, w_hh, b_ih, b_hh, lengths):
     ptrs.append(_pointer(ctype, dtype, "w_ih", w_ih, (GH, I)))
     ptrs.append(_pointer(ctype, dtype, "w_hh", w_hh, (GH, H)))
     if b_ih is None:
-        ptrs += (_NULL, _NULL)
+        ptrs += (NULL, NULL)
     else:
         ptrs.append(_pointer(ctype, dtype, "b_ih", b_ih, (GH,)))
         ptrs.append(_pointer(ctype, dtype, "b_hh", b_hh, (GH,)))
     if lengths is None:
-        ptrs.append(_NULL)
+        ptrs.append(NULL)
     else:
         lens = np.ascontiguousarray(lengths, dtype=np.int64)
         if lens.shape != (B,):
@@ -226,31 +226,24 @@ def backward_at(cell: str, sfx: str, T, B, I, H, flags, ptrs, bias: bool, ws, ne
         raise ValueError(f"wanted: expected {len(shapes)} flags, got {len(wanted)}")
     outs, out_ptrs = [], []
     for shape, want in zip(shapes, wanted):  # a plain loop: comprehensions cost a call each
-        a, p = new(shape) if want else (None, _NULL)
+        a, p = new(shape) if want else (None, NULL)
         outs.append(a)
         out_ptrs.append(p)
     if not bias:
         outs += None, None
-        out_ptrs += _NULL, _NULL
+        out_ptrs += NULL, NULL
     run_kernel(cell, "backward", sfx, T, B, I, H, *flags, *ptrs, *out_ptrs, ws)
     return tuple(outs)
 
 
-def pointer_at(sfx: str, address: int):
-    """A pointer of the kernels' data type to memory at ``address``."""
-    return _cast(_ADDRESS_TYPE[sfx], address)
-
-
-def pointers_at(sfx: str, addresses) -> list:
-    """Pointers of the kernels' data type to memory at ``addresses`` (ints; None gives NULL):
-    for callers that hold another framework's arrays and have checked them (pyrnn.torch)."""
-    ptype = _ADDRESS_TYPE[sfx]
-    return [_NULL if a is None else _cast(ptype, a) for a in addresses]
+# suffix -> a function giving a pointer of the kernels' data type to memory at an address (an
+# int): for callers that hold another framework's arrays and have checked them (pyrnn.torch)
+POINTER_AT = {sfx: partial(_cast, ptype) for sfx, ptype in _ADDRESS_TYPE.items()}
 
 
 def lengths_at(lengths):
     """A pointer to ``lengths`` ([B] int64 NumPy array, checked by the caller); NULL for None."""
-    return _NULL if lengths is None else _from_buffer(_INT64_ARRAY, lengths)
+    return NULL if lengths is None else _from_buffer(_INT64_ARRAY, lengths)
 
 
 def workspace_at(sfx: str, workspace: np.ndarray):

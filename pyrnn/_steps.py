@@ -12,6 +12,7 @@ part it copies for backward (``step_workspace``).
 from __future__ import annotations
 
 import threading
+from functools import lru_cache
 
 import numpy as np
 
@@ -52,6 +53,14 @@ def scratch_workspace(backend: Backend, n: int, dtype) -> np.ndarray:
     return workspaces.get(backend, n, dtype)
 
 
+@lru_cache(maxsize=256)
+def _step_workspace_len(spec: CellSpec, backend: Backend, B: int, I: int, H: int,
+                        training: bool) -> int:
+    """A step's workspace length, asked of the backend once per size (the C backend answers
+    through three Python functions and a C call: a cell step's Python is most of its time)."""
+    return spec.workspace_len(backend, 1, B, I, H, training)
+
+
 def step_workspace(spec: CellSpec, backend: Backend, B: int, I: int, H: int, training: bool,
                    dtype):
     """A step's workspace, and the length of its front part that a training step keeps for
@@ -63,7 +72,7 @@ def step_workspace(spec: CellSpec, backend: Backend, B: int, I: int, H: int, tra
     MB, now 0.7). Where the front part is more than a quarter (large batches), copying it twice
     cost more than the memory saved was worth (LSTMCell B=256 I=H=512 1.18x the time, when
     backward's regions were kept too), and so did copying a device workspace's."""
-    n = spec.workspace_len(backend, 1, B, I, H, training)
+    n = _step_workspace_len(spec, backend, B, I, H, training)
     kept = spec.workspace_saved_len(1, B, H) if training else None
     if kept is not None and 4 * kept > n:  # kept whole: the thread's would not be reused
         return backend.empty(n, dtype), None

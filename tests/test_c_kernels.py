@@ -295,7 +295,7 @@ def backward_asking_for(kind, flags, p, wanted):
     wsp = _c.workspace_at(sfx, ws)
 
     def pointers(arrays):
-        return _c.pointers_at(sfx, [None if a is None else a.ctypes.data for a in arrays])
+        return [_c.NULL if a is None else _c.POINTER_AT[sfx](a.ctypes.data) for a in arrays]
 
     inputs = pointers([x, *p["states"], *p["weights"]]) + [_c.lengths_at(p["lengths"])]
     flag_values = [int(v) for v in flags.values()]

@@ -20,25 +20,18 @@ from . import _pointers, _twice
 from ._function import as_array, as_tensor, four_weights
 
 
-def _forward_by_pointer(spec: CellSpec, backend: Backend, x, h0, c0, weights, training: bool):
-    """run_cell's step by pointer: h' and c' (arrays or tensors), and ``_steps.keep``'s
-    pair."""
-    B, I = x.shape
-    H = weights[1].shape[-1]
-    workspace, kept = _steps.step_workspace(spec, backend, B, I, H, training,
-                                            _pointers.NUMPY_DTYPE[x.dtype])
-    res = _pointers.forward(spec, backend, x, h0, c0, four_weights(weights), None, False,
-                            training, workspace)
-    c = res[2] if spec.has_cell_state else None
-    return res[0][0], c, (_steps.keep(workspace, kept) if training else None)
-
-
 def run_cell(spec: CellSpec, backend: Backend, x, h0, c0, weights, training: bool):
     """One step of a cell on tensors. x [B,I]; h0, c0 [B,H] or None; weights (w_ih, w_hh[,
     b_ih, b_hh]). Returns h' [B,H], c' [B,H] (None but for LSTM) and what ``_cell_backward``
     needs (None unless ``training``)."""
     if _pointers.takes(backend, x):
-        h, c, saved = _forward_by_pointer(spec, backend, x, h0, c0, weights, training)
+        B, I = x.shape
+        workspace, kept = _steps.step_workspace(spec, backend, B, I, weights[1].shape[-1],
+                                                training, _pointers.NUMPY_DTYPE[x.dtype])
+        res = _pointers.forward(spec, backend, x, h0, c0, four_weights(weights), None, False,
+                                training, workspace)
+        h, c = res[0][0], (res[2] if spec.has_cell_state else None)
+        saved = _steps.keep(workspace, kept) if training else None
     else:
         weight_arrays = four_weights([as_array(w) for w in weights])
         # x as [1,B,I]: a view, on the array's side (a tensor's costs more)

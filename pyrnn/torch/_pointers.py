@@ -18,7 +18,8 @@ from ..functional import CellSpec
 
 NUMPY_DTYPE = {torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64)}
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
-_WEIGHT_NAMES = ("w_ih", "w_hh", "b_ih", "b_hh")
+_STATE_NAMES = ("h0", "c0")
+_GRAD_NAMES = ("dh_n", "dc_n")
 
 
 def takes(backend: Backend, x: torch.Tensor) -> bool:
@@ -26,48 +27,65 @@ def takes(backend: Backend, x: torch.Tensor) -> bool:
     return backend.name == "c" and x.is_cpu
 
 
-def _plain(t: torch.Tensor | None) -> torch.Tensor | None:
-    """``t`` as memory a pointer can stand for: contiguous, its negation (a lazy view's)
-    applied."""
-    if t is None or (t.is_contiguous() and not t.is_neg()):
-        return t
-    return t.resolve_neg().contiguous()
+def _size_error(named) -> ValueError:
+    """The error for the first tensor of ``named`` ((name, tensor or None, shape) in the order
+    the sizes follow from: x, the weights, then the states or gradients, which may have a
+    leading 1) whose shape is not its own."""
+    for name, t, shape in named:
+        if t is not None and t.shape != shape and (name[:2] in ("w_", "b_")
+                                                   or t.shape != (1, *shape)):
+            return ValueError(f"{name}: expected shape {list(shape)}, got {list(t.shape)}")
+    raise AssertionError("no tensor of another size")  # the caller found one
 
 
-def _check(name: str, t: torch.Tensor | None, shape: tuple) -> None:
-    """Raise unless ``t`` (None skipped) has ``shape``, or the shape with a leading 1 (a
-    layer's states are [1,B,H]; a cell's input [B,I], one step of [1,B,I])."""
-    if t is not None and t.shape != shape and t.shape != (1, *shape):
-        raise ValueError(f"{name}: expected shape {list(shape)}, got {list(t.shape)}")
+def _pointers_to(c_module, sfx: str, tensors, shapes, loose: int, pointers: list,
+                 held: list) -> bool:
+    """Append a pointer to each of ``tensors`` (None: NULL) to ``pointers``; a strided or lazily
+    negated tensor is made plain first, into ``held``, which the caller keeps while the kernel
+    reads it. Returns False, leaving the rest, at the first tensor whose shape is neither its
+    one in ``shapes`` nor, for the first ``loose`` tensors, that shape with a leading 1 (a
+    layer's states are [1,B,H]; a cell's input [B,I], one step of [1,B,I]).
+    One loop, calling no function of its own: a batch-1 cell step's Python is most of its
+    time (benchmarks/RESULTS.md)."""
+    at, null = c_module.POINTER_AT[sfx], c_module.NULL
+    for k, t in enumerate(tensors):
+        if t is None:
+            pointers.append(null)
+            continue
+        shape = shapes[k]
+        if t.shape != shape and (k >= loose or t.shape != (1, *shape)):
+            return False
+        if not t.is_contiguous() or t.is_neg():
+            t = t.resolve_neg().contiguous()
+            held.append(t)
+        pointers.append(at(t.data_ptr()))
+    return True
 
 
-def _sizes(spec: CellSpec, x, states, weights, T: int):
-    """B, I, H of a call on x ([T,B,I], or [B,I] for one step), its sizes checked."""
+def _input_pointers(spec: CellSpec, c_module, sfx: str, x, states, weights, lengths, T: int):
+    """B, I, H of a call on x ([T,B,I], or [B,I] for one step), pointers to x, the states, the
+    weights and lengths in the kernels' order, each size checked, and the tensors made plain
+    (``_pointers_to``)."""
     B, I = x.shape[-2:]
     H = weights[1].shape[-1]
     GH = spec.gates * H
-    _check("x", x, (T, B, I) if T > 1 else (B, I))
-    for name, w, shape in zip(_WEIGHT_NAMES, weights, ((GH, I), (GH, H), (GH,), (GH,))):
-        if w is not None and w.shape != shape:
-            raise ValueError(f"{name}: expected shape {list(shape)}, got {list(w.shape)}")
-    for name, s in zip(("h0", "c0"), states):
-        _check(name, s, (B, H))
-    return B, I, H
-
-
-def _check_lengths(lengths, B: int) -> None:
-    if lengths is not None and (lengths.dtype != np.int64 or lengths.shape != (B,)):
+    x_shape, state = ((T, B, I) if T > 1 else (B, I)), (B, H)
+    weight_shapes = ((GH, I), (GH, H), (GH,), (GH,))
+    pointers, held = [], []
+    if not _pointers_to(c_module, sfx, (x, *states, *weights),
+                        (x_shape, *(state,) * len(states), *weight_shapes), 1 + len(states),
+                        pointers, held):
+        names = ("x", "w_ih", "w_hh", "b_ih", "b_hh", *_STATE_NAMES[:len(states)])
+        raise _size_error(zip(names, (x, *weights, *states),
+                              (x_shape, *weight_shapes, state, state)))
+    if lengths is None:
+        pointers.append(c_module.NULL)
+    elif lengths.dtype != np.int64 or lengths.shape != (B,):
         raise ValueError(f"lengths: expected [{B}] int64, got {list(lengths.shape)} "
                          f"{lengths.dtype}")
-
-
-def _call_args(c_module, sfx: str, tensors, lengths):
-    """Each tensor's (plain) pointer in order, then lengths' ([B] int64 NumPy, or None), and the
-    plain tensors, which the caller holds (a made-plain copy is theirs alone) while the kernel
-    reads them."""
-    plain = [_plain(t) for t in tensors]
-    pointers = c_module.pointers_at(sfx, [None if t is None else t.data_ptr() for t in plain])
-    return pointers + [c_module.lengths_at(lengths)], plain
+    else:
+        pointers.append(c_module.lengths_at(lengths))
+    return B, I, H, pointers, held
 
 
 # a call whose largest result has at least this many bytes makes its results with torch's
@@ -84,11 +102,11 @@ def _new_results(c_module, sfx: str, dtype, largest: int):
     backward took 20 thousand page faults a call, torch.nn's 6 (benchmarks/RESULTS.md)."""
     if largest * NUMPY_DTYPE[dtype].itemsize < _TORCH_ALLOCATES:
         return None
-    pointer = c_module.pointer_at
+    pointer = c_module.POINTER_AT[sfx]
 
     def new(shape):
         t = torch.empty(shape, dtype=dtype)
-        return t, pointer(sfx, t.data_ptr())
+        return t, pointer(t.data_ptr())
 
     return new
 
@@ -103,10 +121,8 @@ def forward(spec: CellSpec, backend: Backend, x, h0, c0, weights, lengths, rever
     (pyrnn.torch's own modules, never a user) make so."""
     T = x.shape[0] if x.dim() == 3 else 1
     states = (h0, c0) if spec.has_cell_state else (h0,)
-    B, I, H = _sizes(spec, x, states, weights, T)
-    _check_lengths(lengths, B)
     c_module, sfx = backend.module, _SUFFIX[x.dtype]
-    args, _held = _call_args(c_module, sfx, (x, *states, *weights), lengths)
+    B, I, H, args, _held = _input_pointers(spec, c_module, sfx, x, states, weights, lengths, T)
     return c_module.forward_at(spec.kind, sfx, T, B, I, H,
                                (int(reverse), int(training), *spec.flag_values), args,
                                c_module.workspace_at(sfx, workspace),
@@ -129,17 +145,15 @@ def backward(spec: CellSpec, backend: Backend, x, h0, c0, weights, lengths, reve
     result not wanted being None."""
     T = x.shape[0] if x.dim() == 3 else 1
     states = (h0, c0) if spec.has_cell_state else (h0,)
-    B, I, H = _sizes(spec, x, states, weights, T)
-    _check_lengths(lengths, B)
-    grads_n = (dh_n, dc_n) if spec.has_cell_state else (dh_n,)
-    _check("dy", dy, (T, B, H) if T > 1 else (B, H))
-    for name, g in zip(("dh_n", "dc_n"), grads_n):
-        _check(name, g, (B, H))
     c_module, sfx = backend.module, _SUFFIX[x.dtype]
-    inputs, _held = _call_args(c_module, sfx, (x, *states, *weights), lengths)
-    grads, _held_grads = _call_args(c_module, sfx, (dy, *grads_n), None)
+    B, I, H, args, held = _input_pointers(spec, c_module, sfx, x, states, weights, lengths, T)
+    grads = (dy, dh_n, dc_n)[:1 + len(states)]
+    state = (B, H)
+    shapes = ((T, B, H) if T > 1 else state, state, state)
+    if not _pointers_to(c_module, sfx, grads, shapes, 3, args, held):
+        raise _size_error(zip(("dy", *_GRAD_NAMES), grads, shapes))
     res = c_module.backward_at(spec.kind, sfx, T, B, I, H, (int(reverse), *spec.flag_values),
-                               inputs + grads[:-1], weights[2] is not None,
+                               args, weights[2] is not None,
                                c_module.workspace_at(sfx, workspace),
                                _new_results(c_module, sfx, x.dtype,
                                             max(T * B * I, spec.gates * H * max(I, H))),
