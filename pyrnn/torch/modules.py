@@ -35,10 +35,6 @@ from ._function import (
 # torch.compiler.is_compiling arrived in torch 2.3; before it, nothing here runs under dynamo
 _is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
 
-# whether torch.jit.trace is recording: torch's own function, without torch.jit.is_tracing's
-# Python around it (a private function of torch's; where a version lacks it, the public one)
-_is_tracing = getattr(torch._C, "_is_tracing", torch.jit.is_tracing)
-
 # whether a torch.func transform (grad, vmap, jacrev, ...) is running: they see through torch
 # operations only (a private function of torch's; where a version lacks it, nothing is checked)
 _func_transforms_active = getattr(torch._C, "_are_functorch_transforms_active", lambda: False)
@@ -147,7 +143,7 @@ class _PyrnnModule:
         reason = self._config_reason()
         if reason is not None:
             return None, reason
-        if torch.jit.is_scripting() or _is_tracing():
+        if torch.jit.is_scripting() or torch.jit.is_tracing():
             return None, "TorchScript tracing or scripting records torch operations only"
         if compiling:
             return self._compiled_backend_or_reason(data)
