@@ -7,8 +7,10 @@ and short layers, the NumPy API and pyrnn.torch), on a machine whose speed drift
     # GROUP: torch-cells, numpy-cells, torch-layers, numpy-layers, torch-compiled (default: all)
 
 REV's ``pyrnn/`` is extracted (``git archive``) into a temporary folder as ``pyrnn_at_rev``
-(pyrnn imports itself relatively) with a copy of the working tree's built extension, so both
-packages run the same kernels: REV must have this build's C API, and what differs is the Python.
+(pyrnn imports itself relatively, and its backends by the names in ``_backend._MODULES``, which
+are pointed at REV's own) with a copy of the working tree's built extension, so both packages
+run the same kernels: REV must have this build's C API, and what differs is the Python, REV's
+``_c.py`` included.
 Each row prints both packages' median microseconds a call and the new over the old. Calls
 "no_grad"/"call" compute no gradients; "fwd+bwd" run forward, then backward (pyrnn.torch: of
 the outputs' sum; the NumPy API: forward_train, then backward of ones, for a layer of its
@@ -51,6 +53,8 @@ def load_at(rev: str, where: Path):
     subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
     package = where / "pyrnn_at_rev"
     (where / "pyrnn").rename(package)
+    backends = package / "_backend.py"  # "pyrnn._c" and the others: REV's, not the tree's
+    backends.write_text(backends.read_text().replace('"pyrnn.', '"pyrnn_at_rev.'))
     shutil.copy(ext.__file__, package / Path(ext.__file__).name)
     sys.path.insert(0, str(where))
     return importlib.import_module("pyrnn_at_rev")
