@@ -2,8 +2,9 @@
 behind RESULTS.md's "what each change measured" on a machine whose speed drifts.
 
     python benchmarks/compare_builds.py CELL T B I H PASS LIB [LIB ...] [--seconds S]
-                                        [--dtype float32|float64]
+                                        [--dtype float32|float64] [--flag 0|1]
     # CELL: rnn, lstm or gru; PASS: infer, fwd (training forward) or fwd+bwd;
+    # --flag: the cell's variant, rnn relu (default 0: tanh), gru reset_after (default 1);
     # LIB: a built extension, e.g. pyrnn/_pyrnn_c.abi3.so copied aside before a change
 
 Each LIB is loaded on its own through ctypes (two builds of one cffi module cannot both be
@@ -27,7 +28,7 @@ import numpy as np
 from _timing import alternating_medians
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
-FLAGS = {"rnn": [0], "lstm": [], "gru": [1]}  # the cell's flag argument: tanh; reset_after
+FLAGS = {"rnn": 0, "gru": 1}  # the cell's flag argument by default: tanh; reset_after
 BLOCK_SECONDS = 0.05
 TOLERANCE = {"float32": 1e-5, "float64": 1e-12}
 
@@ -35,7 +36,8 @@ TOLERANCE = {"float32": 1e-5, "float64": 1e-12}
 class Build:
     """One library's forward and backward of a cell on fixed inputs, with its own outputs."""
 
-    def __init__(self, path: str, cell: str, shape, dtype, pass_: str, inputs: dict):
+    def __init__(self, path: str, cell: str, shape, dtype, pass_: str, inputs: dict,
+                 flag: int | None = None):
         self.path = path
         lib = ctypes.CDLL(os.path.abspath(path), mode=os.RTLD_LOCAL | os.RTLD_NOW)
         sfx = "f32" if dtype == np.float32 else "f64"
@@ -45,8 +47,9 @@ class Build:
         workspace_len.restype = ctypes.c_int64
         sizes = [ctypes.c_int64(n) for n in shape]
         n_states = 2 if cell == "lstm" else 1
-        flag = FLAGS[cell]
-        variant = flag if cell == "gru" else []  # the GRU's workspace depends on its variant
+        # the cell's flag argument (none for the LSTM); the GRU's workspace depends on it
+        flag = [] if cell == "lstm" else [FLAGS[cell] if flag is None else flag]
+        variant = flag if cell == "gru" else []
         # one workspace for every pass: the longer of the two lengths (neither bounds the other)
         self.ws = np.empty(max(workspace_len(*sizes, t, *variant) for t in (0, 1)), dtype)
         T, B, I, H = shape
@@ -104,7 +107,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=6.0,
                         help="about this long in all (default 6)")
     parser.add_argument("--dtype", choices=list(TOLERANCE), default="float32")
+    parser.add_argument("--flag", type=int, choices=[0, 1], default=None,
+                        help="the variant: rnn relu (default 0), gru reset_after (default 1)")
     args = parser.parse_args()
+    if args.flag is not None and args.cell == "lstm":
+        parser.error("--flag: the LSTM has no variant")
     if args.seconds <= 0:
         parser.error(f"--seconds: expected a positive number, got {args.seconds:g}")
     if min(args.sizes) < 1:
@@ -119,7 +126,7 @@ def main() -> None:
 
     inputs = {"x": f(T, B, I), "dy": f(T, B, H),
               "weights": [f(G * H, I), f(G * H, H), f(G * H), f(G * H)]}
-    builds = [Build(p, cell, shape, dtype, args.pass_, inputs) for p in args.libs]
+    builds = [Build(p, cell, shape, dtype, args.pass_, inputs, args.flag) for p in args.libs]
     check_agreement(builds, TOLERANCE[args.dtype])
     start = time.perf_counter()
     builds[0]()

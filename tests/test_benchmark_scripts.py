@@ -71,8 +71,9 @@ def test_compare_builds_times_each_build(tmp_path, cell):
     assert f"{libs[1]} " in result.stdout
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-def test_compare_builds_calls_the_kernels_as_the_reference_computes(monkeypatch, cell):
+@pytest.mark.parametrize("cell, flag", [("rnn", 0), ("rnn", 1), ("lstm", None), ("gru", 1),
+                                        ("gru", 0)])
+def test_compare_builds_calls_the_kernels_as_the_reference_computes(monkeypatch, cell, flag):
     # its ctypes argument lists are written by hand: each must give the reference's results
     ext = pytest.importorskip("pyrnn._pyrnn_c", reason="the C extension is not built")
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
@@ -87,11 +88,11 @@ def test_compare_builds_calls_the_kernels_as_the_reference_computes(monkeypatch,
     inputs = {"x": rng.uniform(-1, 1, (T, B, I)), "dy": rng.uniform(-1, 1, (T, B, H)),
               "weights": [rng.uniform(-0.5, 0.5, s) for s in [(G * H, I), (G * H, H), (G * H,),
                                                              (G * H,)]]}
-    build = compare_builds.Build(ext.__file__, cell, shape, np.float64, "fwd+bwd", inputs)
+    build = compare_builds.Build(ext.__file__, cell, shape, np.float64, "fwd+bwd", inputs, flag)
     build()
-    flags = {"rnn": {"relu": False}, "lstm": {}, "gru": {"reset_after": True}}[cell]
+    flags = {"rnn": {"relu": bool(flag)}, "lstm": {}, "gru": {"reset_after": bool(flag)}}[cell]
     n_states = 2 if cell == "lstm" else 1
-    variant = [True] if cell == "gru" else []  # only the GRU's workspace depends on its flag
+    variant = [bool(flag)] if cell == "gru" else []  # only the GRU's workspace depends on it
     ws = np.empty(getattr(ref, f"{cell}_workspace_len")(T, B, I, H, True, *variant))
     x, dy, w = inputs["x"], inputs["dy"], inputs["weights"]
     want = list(getattr(ref, f"{cell}_forward")(x, *[None] * n_states, *w, None, ws,
