@@ -413,7 +413,10 @@ def test_calls_by_pointer_check_every_size():
                          (dict(h0=torch.randn(B, H + 1)), "h0"),
                          (dict(c0=torch.randn(2, B, H)), "c0"),
                          (dict(weights=(w_ih, torch.randn(4 * H, H - 1), b_ih, b_hh)), "w_"),
-                         (dict(weights=(w_ih, w_hh, torch.randn(4 * H + 1), b_hh)), "b_ih")]:
+                         (dict(weights=(w_ih, w_hh, torch.randn(4 * H + 1), b_hh)), "b_ih"),
+                         # the states and x may have a leading 1, the weights may not
+                         (dict(weights=(w_ih[None], w_hh, b_ih, b_hh)), "w_ih"),
+                         (dict(weights=(w_ih, w_hh, b_ih, b_hh[None])), "b_hh")]:
         with pytest.raises(ValueError, match=what):
             run(**change)
     dy = torch.randn(T, B, H)
