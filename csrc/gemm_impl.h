@@ -10,6 +10,31 @@
 /* Rows of a tile of nv vectors: the accumulators use at most PYRNN_ACC_REGS registers. */
 #define MR_FOR(nv) ((PYRNN_ACC_REGS / (nv)) > 12 ? 12 : (PYRNN_ACC_REGS / (nv)))
 
+/* Step k of mk_body's tile. */
+static inline __attribute__((always_inline)) void FN(mk_step)(
+    const int mr, const int nv, int64_t k, const real *PYRNN_RESTRICT a, int64_t lda,
+    const real *PYRNN_RESTRICT b, int64_t ldb, V acc[12][4], const char *pf, int64_t pf_step)
+{
+    __builtin_prefetch(pf + k * pf_step, 0, 2);
+    V bv[4];
+#pragma GCC unroll 4
+    for (int v = 0; v < nv; v++) bv[v] = FN(vload)(b + k * ldb + v * VW);
+#pragma GCC unroll 12
+    for (int i = 0; i < mr; i++) {
+        const real s = a[k * lda + i];
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) acc[i][v] += s * bv[v];
+    }
+}
+
+/* The k loop goes PYRNN_MK_UNROLL steps a turn (isa_*.c) where the tile's accumulators and its
+ * row of B leave a register for the broadcast: its counter and branch were a large part of
+ * AVX2's 12-FMA step (hot 6 x 16 tiles 62-68 -> 70-75 GFLOP/s on one Zen 3 core,
+ * benchmarks/kernel_parts.c `tile 2 256 48`). With every register taken (LSTM's 3 x 4-vector
+ * tiles) unrolling made the compiler spill: half the speed. */
+#define MK_PRAGMA(x) _Pragma(#x)
+#define MK_UNROLL_BY(n) MK_PRAGMA(GCC unroll n)
+#define MK_UNROLLED MK_UNROLL_BY(PYRNN_MK_UNROLL)
 static inline __attribute__((always_inline)) void FN(mk_body)(
     const int mr, const int nv, int64_t K, const real *PYRNN_RESTRICT a, int64_t lda,
     const real *PYRNN_RESTRICT b, int64_t ldb, real *PYRNN_RESTRICT c, int64_t ldc, int load,
@@ -21,17 +46,11 @@ static inline __attribute__((always_inline)) void FN(mk_body)(
 #pragma GCC unroll 4
         for (int v = 0; v < nv; v++)
             acc[i][v] = load ? FN(vload)(c + i * ldc + v * VW) : FN(vdup)(0);
-    for (int64_t k = 0; k < K; k++) {
-        __builtin_prefetch(pf + k * pf_step, 0, 2);
-        V bv[4];
-#pragma GCC unroll 4
-        for (int v = 0; v < nv; v++) bv[v] = FN(vload)(b + k * ldb + v * VW);
-#pragma GCC unroll 12
-        for (int i = 0; i < mr; i++) {
-            const real s = a[k * lda + i];
-#pragma GCC unroll 4
-            for (int v = 0; v < nv; v++) acc[i][v] += s * bv[v];
-        }
+    if (mr * nv + nv < PYRNN_VREGS) {
+        MK_UNROLLED
+        for (int64_t k = 0; k < K; k++) FN(mk_step)(mr, nv, k, a, lda, b, ldb, acc, pf, pf_step);
+    } else {
+        for (int64_t k = 0; k < K; k++) FN(mk_step)(mr, nv, k, a, lda, b, ldb, acc, pf, pf_step);
     }
 #pragma GCC unroll 12
     for (int i = 0; i < mr; i++)
@@ -387,6 +406,24 @@ static void FN(pack_b)(const struct FN(gemm) *g, int64_t p, int64_t k0, int64_t 
     }
 }
 
+/* Asks for C's rows [m0, m0 + rows) x [n0, n0 + GEMM_NR) that a micro-tile will read and write,
+ * a tile ahead, so that they arrive while the tile before computes. C's rows are far apart (a
+ * gates row: 16 KiB at LSTM H=1024) and the tiles visit them a few lines at a time, which no
+ * hardware prefetcher follows: each tile waited on its C before its first FMA. Inlined: as a
+ * function of its own, GCC took it for one without effects (prefetches only) and dropped its
+ * calls. */
+static inline __attribute__((always_inline)) void FN(prefetch_c_tile)(const struct FN(gemm) *g,
+                                                                      int64_t m0, int64_t rows,
+                                                                      int64_t n0)
+{
+    const int64_t bytes = (g->N - n0 < GEMM_NR ? g->N - n0 : GEMM_NR) * (int64_t)sizeof(real);
+    for (int64_t r = 0; r < rows && bytes > 0; r++) {
+        const char *row = (const char *)(g->C + (m0 + r) * g->ldc + n0);
+        for (int64_t at = 0; at < bytes; at += 64) __builtin_prefetch(row + at, 1, 3);
+        __builtin_prefetch(row + bytes - 1, 1, 3);
+    }
+}
+
 static void FN(gemm_body)(void *ctx, int tid, int nth)
 {
     const struct FN(gemm) *g = ctx;
@@ -445,6 +482,13 @@ static void FN(gemm_body)(void *ctx, int tid, int nth)
                 for (int64_t i = 0; i < mc; i += GEMM_MR) {
                     const int mr = mc - i < GEMM_MR ? (int)(mc - i) : GEMM_MR;
                     real *cp = g->C + (i0 + i) * g->ldc + n0;
+                    if (i + GEMM_MR < mc)  /* the next tile: this panel's, or the next one's */
+                        FN(prefetch_c_tile)(g, i0 + i + GEMM_MR,
+                                            mc - i - GEMM_MR < GEMM_MR ? mc - i - GEMM_MR
+                                                                       : GEMM_MR,
+                                            n0);
+                    else if (p + 1 < pe)
+                        FN(prefetch_c_tile)(g, i0, mc < GEMM_MR ? mc : GEMM_MR, n0 + GEMM_NR);
                     const real *ap = a_in_place ? g->A + i0 + i + k0 * g->csa : apack + i * kc;
                     const int64_t lda = a_in_place ? g->csa : GEMM_MR;
                     if (nr == GEMM_NR) {

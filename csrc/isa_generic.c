@@ -8,5 +8,7 @@
 #define PYRNN_ISA_NAME "generic"
 #define PYRNN_VBYTES 16
 #define PYRNN_ACC_REGS 12
+#define PYRNN_VREGS 16
+#define PYRNN_MK_UNROLL 1 /* gemm_impl.h mk_body; 4 measured on AVX2 only */
 #define PYRNN_RECUR_PANEL_BYTES 131072 /* gemm_impl.h recur_tile */
 #include "isa_impl.h"

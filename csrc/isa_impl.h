@@ -1,6 +1,7 @@
 /* Instantiates every kernel for float and double on the instruction set that the including
- * isa_*.c selected (PYRNN_ISA, PYRNN_ISA_NAME, PYRNN_VBYTES, PYRNN_ACC_REGS and its target
- * pragma). No include guard on purpose. */
+ * isa_*.c selected (PYRNN_ISA, PYRNN_ISA_NAME, PYRNN_VBYTES, PYRNN_ACC_REGS, PYRNN_VREGS,
+ * PYRNN_MK_UNROLL, PYRNN_RECUR_PANEL_BYTES and its target pragma). No include guard on
+ * purpose. */
 
 #define real float
 #define ireal int32_t

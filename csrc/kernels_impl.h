@@ -26,6 +26,9 @@ const struct PYRNN_CAT(pyrnn_kernels_, SFX) TABLE = {
 #undef V
 #undef VI
 #undef MR_FOR
+#undef MK_PRAGMA
+#undef MK_UNROLL_BY
+#undef MK_UNROLLED
 #undef MV_SPLIT
 #undef MV_CHAINS
 #undef MV_TILES
