@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 import pyrnn
-from pyrnn.bench import cli, contenders, grids, plan
+from pyrnn.bench import cli, contenders, grids, plan, timing
 from pyrnn.bench.__main__ import main
 from pyrnn.bench.check import compare, rel_error
 from pyrnn.bench.progress import Progress
-from pyrnn.bench.timing import TimingPolicy, summarize, time_interleaved
+from pyrnn.bench.timing import TimingPolicy, summarize, time_in_groups, time_interleaved
 
 HAS_TORCH = contenders.torch_version() is not None
 # the CPU backends here (the CUDA one would run Numba's slow simulator without a GPU)
@@ -339,3 +339,18 @@ def test_a_missing_c_backend_is_said(monkeypatch):
     assert code == 0
     assert f"the C backend is not available here ({reason})" in stderr
     assert "pip install -e ." in stderr
+
+
+def test_runners_that_call_blas_are_timed_after_the_others_start_in_quiet(monkeypatch):
+    events = []
+    monkeypatch.setattr(timing.time, "sleep", lambda s: events.append(("sleep", s)))
+    runners = [lambda k, n=n: events.append((n, k)) for n in ("numpy", "c", "torch")]
+    policy = TimingPolicy(min_sample_s=0.0, min_repeats=2, max_repeats=2, budget_s=1e9)
+    stats = time_in_groups(runners, [True, False, False], policy)
+    assert [s.samples for s in stats] == [2, 2, 2]
+    # the pause, one untimed unit each of the others, their samples, then NumPy's alone
+    assert events[:3] == [("sleep", timing.BLAS_QUIET_S), ("c", 0), ("torch", 0)]
+    first_numpy = events.index(("numpy", 0))
+    assert {e[0] for e in events[3:first_numpy]} == {"c", "torch"}
+    assert {e[0] for e in events[first_numpy:]} == {"numpy"}
+    assert timing.BLAS_QUIET_S >= 0.2  # OpenBLAS's threads spin for about 0.1 s

@@ -15,7 +15,7 @@ from .contenders import PyrnnContender, make_contender, reference_layer, torch_v
 from .grids import Shape, batch_sizes
 from .machine import cpu_info, fma_peak_estimate, gemm_probe, thread_limits
 from .progress import Progress
-from .timing import POLICIES, Stats, time_interleaved
+from .timing import POLICIES, Stats, time_in_groups
 
 
 @dataclass
@@ -139,7 +139,9 @@ def _check_and_time(results, contenders, oracle, calls, unit, train, template, p
                        f"a relative error of {m.check['max_rel_err']:.3g} > "
                        f"{m.check['tolerance']:.0e}")
     if runners:
-        for m, stats in zip(timed, time_interleaved(runners, POLICIES[results.settings.mode])):
+        calls_blas = [m.backend == "numpy" for m in timed]
+        for m, stats in zip(timed, time_in_groups(runners, calls_blas,
+                                                  POLICIES[results.settings.mode])):
             m.time = stats
     return alive
 

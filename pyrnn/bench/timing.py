@@ -2,7 +2,8 @@
 
 Contenders for the same measurement (pyrnn's backends and PyTorch on the same inputs) take their
 samples in turns, round after round, in a new order each round, so that a noisy neighbour on a
-shared machine slows them all alike instead of whichever happened to run during the noise.
+shared machine slows them all alike instead of whichever happened to run during the noise. Those
+that call NumPy's BLAS (the NumPy backend) take theirs apart, after the others (time_in_groups).
 """
 
 from __future__ import annotations
@@ -105,3 +106,29 @@ def time_interleaved(runners: list[Callable[[int], None]], policy: TimingPolicy)
                 per_unit[i].append(_sample(runners[i], position[i], units[i]) / units[i])
                 position[i] += units[i]
     return [summarize(p, u) for p, u in zip(per_unit, units)]
+
+
+# NumPy's BLAS (OpenBLAS) keeps its threads spinning for about 0.1 s after each call, on the cores
+# that the next contender's threads need: on 2 cores, a C call right after NumPy's matrix
+# products took 2.5x its time (benchmarks/RESULTS.md). So the runners that call it are timed on
+# their own, and the others start this long after the last BLAS call (the check's).
+BLAS_QUIET_S = 0.3
+
+
+def time_in_groups(runners: list[Callable[[int], None]], calls_blas: list[bool],
+                   policy: TimingPolicy) -> list[Stats]:
+    """time_interleaved's statistics of each runner: first those that do not call NumPy's BLAS
+    (``calls_blas[i]`` false), interleaved among themselves once BLAS_QUIET_S has passed and each
+    has run one untimed unit (which wakes its thread team after the pause), then those that do."""
+    stats: list[Stats | None] = [None] * len(runners)
+    quiet = [i for i, blas in enumerate(calls_blas) if not blas]
+    loud = [i for i, blas in enumerate(calls_blas) if blas]
+    if quiet:
+        time.sleep(BLAS_QUIET_S)
+        for i in quiet:
+            runners[i](0)
+    for group in (quiet, loud):
+        if group:
+            for i, s in zip(group, time_interleaved([runners[i] for i in group], policy)):
+                stats[i] = s
+    return stats
