@@ -101,7 +101,8 @@ def check_agreement(builds, tolerance: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cell", choices=list(GATES))
-    parser.add_argument("sizes", type=int, nargs=4, metavar=("T", "B", "I", "H"))
+    for size in "TBIH":  # one positional each: a tuple metavar breaks --help
+        parser.add_argument(size, type=int)
     parser.add_argument("pass_", choices=["infer", "fwd", "fwd+bwd"], metavar="PASS")
     parser.add_argument("libs", nargs="+", metavar="LIB")
     parser.add_argument("--seconds", type=float, default=6.0,
@@ -110,6 +111,7 @@ def main() -> None:
     parser.add_argument("--flag", type=int, choices=[0, 1], default=None,
                         help="the variant: rnn relu (default 0), gru reset_after (default 1)")
     args = parser.parse_args()
+    args.sizes = (args.T, args.B, args.I, args.H)
     if args.flag is not None and args.cell == "lstm":
         parser.error("--flag: the LSTM has no variant")
     if args.seconds <= 0:

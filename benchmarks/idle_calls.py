@@ -42,12 +42,14 @@ def median_ms(module, x, calls: int, idle_s: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cell", choices=list(CELLS))
-    parser.add_argument("sizes", type=int, nargs=4, metavar=("T", "B", "I", "H"))
+    for size in "TBIH":  # one positional each: a tuple metavar breaks --help
+        parser.add_argument(size, type=int)
     parser.add_argument("--idle", type=float, default=20.0, metavar="MS",
                         help="sleep this long before each timed call (default 20)")
     parser.add_argument("--calls", type=int, default=40, help="timed calls a module a round")
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
+    args.sizes = (args.T, args.B, args.I, args.H)
     if args.idle < 0:
         parser.error(f"--idle: expected milliseconds >= 0, got {args.idle:g}")
     (T, B, I, H), (torch_cls, pyrnn_cls) = args.sizes, CELLS[args.cell]

@@ -26,13 +26,15 @@ GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cell", choices=list(GATES))
-    parser.add_argument("sizes", type=int, nargs=4, metavar=("T", "B", "I", "H"))
+    for size in "TBIH":  # one positional each: a tuple metavar breaks --help
+        parser.add_argument(size, type=int)
     parser.add_argument("repeats", type=int, nargs="?", default=20)
     parser.add_argument("--only", choices=["infer", "fwd", "fwd+bwd"],
                         help="time this pass alone")
     parser.add_argument("--idle", type=float, default=0.0, metavar="MS",
                         help="sleep this long before each timed call")
     args = parser.parse_args()
+    args.sizes = (args.T, args.B, args.I, args.H)
     if args.idle < 0:
         parser.error(f"--idle: expected milliseconds >= 0, got {args.idle:g}")
     cell, (T, B, I, H), G = args.cell, args.sizes, GATES[args.cell]

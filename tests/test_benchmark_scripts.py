@@ -42,6 +42,17 @@ def test_time_kernel_times_one_pass():
     assert "fwd+bwd" not in result.stdout and "infer" not in result.stdout
 
 
+@pytest.mark.parametrize("script", ["time_kernel.py", "compare_builds.py", "idle_calls.py"])
+def test_scripts_taking_a_shape_print_their_usage(script):
+    # argparse (3.11) failed on --help for one positional of four values with a tuple metavar
+    result = subprocess.run([sys.executable, f"benchmarks/{script}", "--help"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    if script == "idle_calls.py" and "No module named 'torch'" in result.stderr:
+        pytest.skip("idle_calls.py imports torch")
+    assert result.returncode == 0, result.stderr
+    assert "{rnn,lstm,gru} T B I H" in result.stdout
+
+
 def test_time_kernel_idles_before_each_timed_call(monkeypatch, capsys):
     pytest.importorskip("pyrnn._c", reason="the C extension is not built")
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
