@@ -43,6 +43,8 @@ export PYRNN_BARRIER_NS=60
 # a team that idled is left asleep by small sections (the runs below turn that rule off, so that
 # the shapes meant for two threads get them however long the instrumented runs between take)
 env -u PYRNN_TEAM_IDLE_NS "$BUILD/selftest" --idle
+# a worker woken on its caller's CPU after idle moves itself off it
+"$BUILD/selftest" --leave-cpu
 for disable in "${paths[@]}"; do
     PYRNN_DISABLE_CPU_FEATURES="$disable" "$BUILD/selftest"
 done

@@ -58,6 +58,9 @@ int pyrnn_threads_for(double work, double per_thread, int64_t max_parts, double 
 /* Runs body(ctx, tid, nth) on nth threads (one team) and returns when all are done; on one
  * thread when the team is busy with another call. */
 void pyrnn_team(int nth, void (*body)(void *ctx, int tid, int nth), void *ctx);
+/* Moves the calling thread off `cpu` when it runs there and allows another CPU, leaving its
+ * affinity as it was; returns whether it moved (pyrnn_team's workers after idle, threads.c). */
+int pyrnn_leave_cpu(int cpu);
 /* [begin, end) of n parts for thread tid of nth: contiguous, the same for every step. */
 static inline void pyrnn_share(int64_t n, int tid, int nth, int64_t *begin, int64_t *end)
 {

@@ -3,8 +3,9 @@
  * tails, batch 1, lengths and both thread counts; bad arguments must return an error status.
  * Prints one line per failure and exits non-zero if there was any (sanitizers abort on their
  * own). Not part of the Python extension. */
-#define _POSIX_C_SOURCE 200809L /* nanosleep, clock_gettime */
+#define _GNU_SOURCE /* nanosleep, clock_gettime; sched_setaffinity, sched_getcpu */
 #include <math.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -213,6 +214,42 @@ static void idle_team(void)
           woken);
 }
 
+/* threads.c's move of a woken worker off its caller's CPU (pyrnn_leave_cpu): a thread running
+ * on one CPU of two it allows moves to the other and keeps both allowed; one that allows only
+ * its CPU stays. Held on one CPU and then allowed a second, the thread is still on the first
+ * unless the scheduler moved it in between, so that is tried a few times. */
+static void leave_cpu(void)
+{
+#if defined(__linux__)
+    cpu_set_t saved, one, two, after;
+    if (!pyrnn_has_thread_team() || sched_getaffinity(0, sizeof saved, &saved) != 0 ||
+        CPU_COUNT(&saved) < 2) {
+        printf("selftest --leave-cpu: no team or one CPU, nothing to move\n");
+        return;
+    }
+    int c = -1, d = -1;
+    for (int i = 0; i < CPU_SETSIZE && d < 0; i++)
+        if (CPU_ISSET(i, &saved)) *(c < 0 ? &c : &d) = i;
+    CPU_ZERO(&one);
+    CPU_SET(c, &one);
+    two = one;
+    CPU_SET(d, &two);
+    CHECK(sched_setaffinity(0, sizeof one, &one) == 0 && sched_getcpu() == c, "not held on %d", c);
+    CHECK(!pyrnn_leave_cpu(c) && sched_getcpu() == c, "left the one CPU it allows");
+    CHECK(!pyrnn_leave_cpu(-1), "moved for no CPU");
+    int moved = 0;
+    for (int tries = 0; tries < 10 && !moved; tries++) {
+        sched_setaffinity(0, sizeof one, &one);
+        sched_setaffinity(0, sizeof two, &two);
+        moved = pyrnn_leave_cpu(c);
+    }
+    CHECK(moved && sched_getcpu() == d, "did not move from CPU %d to %d", c, d);
+    CHECK(sched_getaffinity(0, sizeof after, &after) == 0 && CPU_EQUAL(&after, &two),
+          "its affinity not given back");
+    sched_setaffinity(0, sizeof saved, &saved);
+#endif
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "--isa") == 0) {  /* the path this machine picks */
@@ -232,6 +269,10 @@ int main(int argc, char **argv)
             CHECK(pyrnn_threads_for(2.5e6 * scale, 1e6, 8, 1e9) == 2, "two threads above it");
             CHECK(pyrnn_threads_for(1e9, 1e6, 1, 1e9) == 1, "more threads than parts");
         }
+        return failures != 0;
+    }
+    if (argc > 1 && strcmp(argv[1], "--leave-cpu") == 0) {
+        leave_cpu();
         return failures != 0;
     }
     if (argc > 1 && strcmp(argv[1], "--idle") == 0) {  /* a team gone to sleep is left asleep */

@@ -7,7 +7,7 @@
  * A team is one OpenMP parallel region around a kernel's whole time loop: inside a PyTorch
  * process the region runs on the same OpenMP runtime (and threads) as PyTorch's own operations,
  * so the two never compete for the cores. The per-step barrier is pyrnn's own: it spins for up
- * to 100 microseconds and then sleeps on a futex. OpenMP's barrier spins for far longer, and on a
+ * to 100 microseconds, yields the core for up to 2 ms and then sleeps on a futex. OpenMP's barrier spins for far longer, and on a
  * shared machine a thread spinning at it keeps a core from a preempted team mate, so every
  * step waits out a scheduler time slice (an LSTM fwd+bwd at T=50 B=128 H=32 went from 19 ms on
  * one thread to 372 ms on two). Without OpenMP the kernels run on one thread. */
@@ -212,13 +212,25 @@ static int team_size(int nth)
     return atomic_load_explicit(&in_forked_child, memory_order_relaxed) ? 1 : nth;
 }
 
-/* How long a waiting thread spins before it sleeps. Waking a sleeper costs tens of
+/* How long a waiting thread spins before it yields (then sleeps). Waking a sleeper costs tens of
  * microseconds here, and a step's wait, at a few microseconds as a rule, passes 5 us often
  * enough that with 5 us of spinning one barrier in eight slept (LSTM 200x16x64x128: 12%)
  * and forward+backward took 6.9 ms; with 100 us, one in 5,000, and 5.6 ms. */
 #define SPIN_NS 100000
 
-/* ---- waiting on a 32-bit word: spin, then sleep on a futex (elsewhere than Linux: yield) ---- */
+/* How long it then yields its core before it sleeps. A vCPU whose threads all sleep halts, and
+ * the host takes 0.1-2 ms to run it again; meanwhile the guest puts the threads woken for it
+ * on the waker's vCPU (it avoids one the host has descheduled). So a team that slept once on a
+ * virtual machine kept sleeping: every wait outlasted the spin while the other vCPU came back,
+ * which halted this one in turn (LSTM 50x16x64x128 inference after 50 ms idle: barrier sleeps
+ * in 28-48 of its 50 steps, 13.8 ms a call against 2.1 back to back). A thread that yields
+ * keeps its vCPU running and still gives way to a team mate queued on the same one; with that
+ * and the worker's move below (pyrnn_leave_cpu) the call took 4.5-4.7 ms, one thread 4.8-5.3
+ * (benchmarks/RESULTS.md); either alone left it at 13.3-13.8 in two runs of three. */
+#define YIELD_NS 2000000
+
+/* ---- waiting on a 32-bit word: spin, yield, then sleep on a futex (elsewhere than Linux:
+ * yield) ---- */
 
 struct word {
     atomic_uint value;
@@ -245,6 +257,10 @@ static void wait_change(struct word *w, unsigned old)
         if (i % 64 == 0 && now_ns() > deadline) break;
     }
 #if PYRNN_FUTEX
+    for (const int64_t until = now_ns() + YIELD_NS; now_ns() < until;) {
+        sched_yield();
+        if (atomic_load_explicit(&w->value, memory_order_acquire) != old) return;
+    }
     atomic_fetch_add(&w->sleepers, 1);
     /* the kernel re-checks value == old before sleeping, so a change made after the
      * sleepers increment is never missed (both sides are sequentially consistent) */
@@ -398,6 +414,55 @@ static void section_end(int64_t start, int team)
     if (team) atomic_store_explicit(&team_end_ns, now, memory_order_relaxed);
 }
 
+/* ---- a woken worker that lands on its caller's CPU ----
+ * After idle the scheduler puts the woken worker on the caller's own vCPU more often than not
+ * (it avoids a vCPU the host has descheduled): `kernel_parts wake 50` found it there in 29-32
+ * starts of 40, in after 1.8 ms, against 0 of 40 and 0.13-0.15 ms once it was sent elsewhere
+ * (benchmarks/RESULTS.md). There it waits for the caller to give up the core, and then the team
+ * shares one core until the load balancer parts them. So a worker of a team that was asleep
+ * that finds itself on its caller's CPU moves itself: its own affinity narrowed to the other
+ * CPUs it allows, which migrates it at once, then given back whole, which leaves it where it
+ * is. A worker that allows only that CPU (pinned by the user or by OMP_PROC_BIND) stays. */
+#if defined(__linux__)
+static int current_cpu(void)
+{
+    return sched_getcpu();
+}
+
+int pyrnn_leave_cpu(int cpu)
+{
+    if (cpu < 0 || sched_getcpu() != cpu) return 0;
+    cpu_set_t allowed, others;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0 || !CPU_ISSET(cpu, &allowed))
+        return 0;
+    others = allowed;
+    CPU_CLR(cpu, &others);
+    if (CPU_COUNT(&others) == 0 || sched_setaffinity(0, sizeof others, &others) != 0) return 0;
+    sched_setaffinity(0, sizeof allowed, &allowed);
+    return 1;
+}
+#else
+static int current_cpu(void)
+{
+    return -1;
+}
+
+int pyrnn_leave_cpu(int cpu)
+{
+    (void)cpu;
+    return 0;
+}
+#endif
+
+/* Whether the team has not run for the idle time (its workers may sleep), at a section's
+ * start (0: no clock kept). */
+static int team_asleep(int64_t start)
+{
+    const long long idle = team_idle_ns();
+    return start != 0 && idle > 0 &&
+           start - atomic_load_explicit(&team_end_ns, memory_order_relaxed) >= idle;
+}
+
 void pyrnn_team(int nth, void (*body)(void *ctx, int tid, int nth), void *ctx)
 {
     nth = team_size(nth);
@@ -408,8 +473,10 @@ void pyrnn_team(int nth, void (*body)(void *ctx, int tid, int nth), void *ctx)
         return;
     }
     struct team_barrier barrier = {0};
+    const int caller_cpu = team_asleep(start) ? current_cpu() : -1;
 #pragma omp parallel num_threads(nth)
     {
+        if (omp_get_thread_num() != 0) pyrnn_leave_cpu(caller_cpu);
         struct team_barrier *outer = current_barrier;
         current_barrier = &barrier;
         /* the runtime may give fewer threads than asked: share by the real count */
@@ -430,6 +497,12 @@ static int leave_asleep(double total)
 {
     (void)total;
     return 0;  /* no team to wake */
+}
+
+int pyrnn_leave_cpu(int cpu)
+{
+    (void)cpu;
+    return 0;  /* no team, no worker to move */
 }
 
 void pyrnn_team(int nth, void (*body)(void *ctx, int tid, int nth), void *ctx)
