@@ -416,13 +416,14 @@ static void section_end(int64_t start, int team)
 
 /* ---- a woken worker that lands on its caller's CPU ----
  * After idle the scheduler puts the woken worker on the caller's own vCPU more often than not
- * (it avoids a vCPU the host has descheduled): `kernel_parts wake 50` found it there in 29-32
- * starts of 40, in after 1.8 ms, against 0 of 40 and 0.13-0.15 ms once it was sent elsewhere
- * (benchmarks/RESULTS.md). There it waits for the caller to give up the core, and then the team
- * shares one core until the load balancer parts them. So a worker of a team that was asleep
- * that finds itself on its caller's CPU moves itself: its own affinity narrowed to the other
- * CPUs it allows, which migrates it at once, then given back whole, which leaves it where it
- * is. A worker that allows only that CPU (pinned by the user or by OMP_PROC_BIND) stays. */
+ * (it avoids a vCPU the host has descheduled): in 40 empty regions each after 50 ms idle it was
+ * there in 29-32, in after 1.8 ms; with its affinity narrowed to the other CPU before each
+ * region, in none, in after 0.13-0.15 ms (benchmarks/RESULTS.md). On the caller's vCPU it
+ * waits for the caller to give up the core, and then the team shares one core until the load
+ * balancer parts them. So a worker of a team that was asleep that finds itself on its caller's
+ * CPU moves itself: its own affinity narrowed to the other CPUs it allows, which migrates it at
+ * once, then given back whole, which leaves it where it is. A worker that allows only that CPU
+ * (pinned by the user or by OMP_PROC_BIND) stays. */
 #if defined(__linux__)
 static int current_cpu(void)
 {
