@@ -214,10 +214,36 @@ static void idle_team(void)
           woken);
 }
 
+#if defined(__linux__)
+/* Worker 1 of a team put on CPU `on`, allowed `allowed` afterwards (the scheduler leaves it on
+ * `on` until it balances the load); `seen`: the CPU worker 1 ran on. */
+struct placement {
+    cpu_set_t on, allowed;
+    int seen;
+};
+
+static void place_worker(void *ctx, int tid, int nth)
+{
+    struct placement *p = ctx;
+    (void)nth;
+    if (tid != 1) return;
+    sched_setaffinity(0, sizeof p->on, &p->on);
+    sched_setaffinity(0, sizeof p->allowed, &p->allowed);
+}
+
+static void see_worker(void *ctx, int tid, int nth)
+{
+    (void)nth;
+    if (tid == 1) ((struct placement *)ctx)->seen = sched_getcpu();
+}
+#endif
+
 /* threads.c's move of a woken worker off its caller's CPU (pyrnn_leave_cpu): a thread running
  * on one CPU of two it allows moves to the other and keeps both allowed; one that allows only
  * its CPU stays. Held on one CPU and then allowed a second, the thread is still on the first
- * unless the scheduler moved it in between, so that is tried a few times. */
+ * unless the scheduler moved it in between, so that is tried a few times. Then a team started
+ * while it counts as asleep (PYRNN_TEAM_IDLE_NS=1: always) whose worker was left on the
+ * caller's CPU: the worker runs its share elsewhere. */
 static void leave_cpu(void)
 {
 #if defined(__linux__)
@@ -246,6 +272,14 @@ static void leave_cpu(void)
     CHECK(moved && sched_getcpu() == d, "did not move from CPU %d to %d", c, d);
     CHECK(sched_getaffinity(0, sizeof after, &after) == 0 && CPU_EQUAL(&after, &two),
           "its affinity not given back");
+
+    setenv("PYRNN_TEAM_IDLE_NS", "1", 1);
+    pyrnn_set_num_threads(2);
+    struct placement p = {one, two, -1};
+    sched_setaffinity(0, sizeof one, &one);  /* the caller on c */
+    pyrnn_team(2, place_worker, &p);          /* worker 1 on c too, allowed d */
+    pyrnn_team(2, see_worker, &p);
+    CHECK(p.seen == d, "a team's worker left on its caller's CPU %d ran on %d", c, p.seen);
     sched_setaffinity(0, sizeof saved, &saved);
 #endif
 }
