@@ -83,12 +83,15 @@ static inline int64_t FN(next_visit)(int64_t T, int rev, int64_t u0, int64_t u1,
  * tiles pass over it; tile by tile, each read all of aT, from L3 once it no longer fitted in L2
  * beside the streaming weights (float64 at B=64, H=1024: 512 KiB, all of a Zen 3 core's L2;
  * RNN 50x64x512x1024 inference 0.87-1.00 of the time in nine alternations, median 0.90; the
- * GRU's and LSTM's within noise: benchmarks/RESULTS.md). Backward's gate gradients (1 MiB for
- * that LSTM in float32) gained nothing measurable so, and keep the tile order.
+ * GRU's and LSTM's within noise: benchmarks/RESULTS.md). Groups of a quarter of that L2 rather
+ * than half took that RNN's float32 state (256 KiB, which had gone tile by tile) in two groups:
+ * inference 0.94 of the time, forward+backward 0.97-0.99, float64 0.93-0.95; the GRU's and
+ * LSTM's within noise. Backward's gate gradients (1 MiB for that LSTM in float32) gained
+ * nothing measurable so, and keep the tile order.
  * tiles + u*tile_len and acc + u*acc_len are tile u's panel and sums; each sum keeps its k
  * order, so its bits. Returns 0 without a product where one group would hold all of K (or K
  * is one chunk): the caller then takes each tile's product right before its rows' update. */
-#define RECUR_GROUP_BYTES (256 << 10)
+#define RECUR_GROUP_BYTES (128 << 10)
 static int FN(products_in_groups)(int64_t B, int nv, int64_t K, const real *aT, const real *tiles,
                                   int64_t tile_len, real *acc, int64_t acc_len,
                                   const int64_t *lengths, int64_t t, int64_t u0, int64_t u1,

@@ -356,7 +356,7 @@ def test_backends_return_only_the_wanted_gradients(cell):
 @pytest.mark.parametrize("dtype, B", [(np.float32, 160), (np.float64, 80)], ids=["f32", "f64"])
 @pytest.mark.parametrize("cell", CELLS, ids=cell_id)
 def test_products_in_groups_of_chunks(cell, dtype, B, threads_restored):
-    """A transposed state larger than 256 KiB (cell_common.h products_in_groups: H = 512 at
+    """A transposed state larger than 128 KiB (cell_common.h products_in_groups: H = 512 at
     these batches) has a forward step's products made group of K's chunks by group, every
     tile's before the next group; forward and backward against the reference, and the same
     bits on 1, 2 and 3 threads. Only AVX2's 16 KiB chunks cut K = 512 in several: the
