@@ -85,7 +85,7 @@ static inline int64_t FN(next_visit)(int64_t T, int rev, int64_t u0, int64_t u1,
  * RNN 50x64x512x1024 inference 0.87-1.00 of the time in nine alternations, median 0.90; the
  * GRU's and LSTM's within noise: benchmarks/RESULTS.md). Groups of a quarter of that L2 rather
  * than half took that RNN's float32 state (256 KiB, which had gone tile by tile) in two groups:
- * inference 0.94 of the time, forward+backward 0.97-0.99, float64 0.93-0.95; the GRU's and
+ * inference 0.94-0.97 of the time, forward+backward 0.97-0.99, float64 0.93-0.95; the GRU's and
  * LSTM's within noise. Backward's gate gradients (1 MiB for that LSTM in float32) gained
  * nothing measurable so, and keep the tile order.
  * tiles + u*tile_len and acc + u*acc_len are tile u's panel and sums; each sum keeps its k
